@@ -1,0 +1,351 @@
+//! Configuring and starting an outbox instance.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
+use sea_orm::{ConnectionTrait, DatabaseConnection};
+use tokio::sync::{Notify, watch};
+
+use crate::dialect::Dialect;
+use crate::error::{DbErrorKind, OutboxError};
+use crate::handle::OutboxHandle;
+use crate::migration::OutboxSchema;
+use crate::outbox::{Outbox, QueueRuntime, ROWS_PER_STATEMENT, Shared};
+use crate::queue::{Mode, Queue};
+use crate::table::{DEFAULT_TABLE_PREFIX, Tables};
+use crate::worker::processor::PartitionWorker;
+use crate::worker::sequencer::Sequencer;
+use crate::worker::vacuum::Vacuum;
+use crate::worker::{Shutdown, WorkerConfig};
+
+/// Builds an outbox: queues, table prefix, worker settings. Nothing is checked
+/// or started until [`OutboxBuilder::start`].
+pub struct OutboxBuilder {
+    db: DatabaseConnection,
+    dialect: Arc<dyn Dialect>,
+    prefix: String,
+    queues: Vec<Queue>,
+    max_payload_bytes: usize,
+    config: WorkerConfig,
+    run_workers: bool,
+}
+
+impl std::fmt::Debug for OutboxBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutboxBuilder")
+            .field("dialect", &self.dialect.name())
+            .field("prefix", &self.prefix)
+            .field("queues", &self.queues)
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl OutboxBuilder {
+    /// Starts configuring an outbox on `db` with a shared dialect; see [`Outbox::builder`].
+    pub fn new(db: DatabaseConnection, dialect: Arc<dyn Dialect>) -> Self {
+        Self {
+            db,
+            dialect,
+            prefix: DEFAULT_TABLE_PREFIX.to_owned(),
+            queues: Vec::new(),
+            max_payload_bytes: 1024 * 1024,
+            config: WorkerConfig {
+                poll_interval: Duration::from_millis(500),
+                sequencer_batch: 1000,
+                vacuum_interval: Duration::from_secs(1),
+                vacuum_batch: 1000,
+                owner: format!("outbox-{}", uuid::Uuid::new_v4()),
+            },
+            run_workers: true,
+        }
+    }
+
+    /// Registers a queue. Each name once.
+    pub fn queue(mut self, queue: Queue) -> Self {
+        self.queues.push(queue);
+        self
+    }
+
+    /// The table prefix, `[a-z][a-z0-9_]{0,39}`. Default `outbox_`.
+    pub fn table_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Largest payload `enqueue` accepts. Default 1 MiB, range 1 byte to 64 MiB.
+    pub fn max_payload_bytes(mut self, limit: usize) -> Self {
+        self.max_payload_bytes = limit;
+        self
+    }
+
+    /// How often idle workers look at the tables when no wakeup came (work
+    /// enqueued by another process, a lost wakeup). Default 500 ms, range 1 ms to 1 h.
+    pub fn poll_interval(mut self, interval: Duration) -> Self {
+        self.config.poll_interval = interval;
+        self
+    }
+
+    /// Incoming messages the sequencer moves per transaction. Default 1,000,
+    /// range 1 to 10,000.
+    pub fn sequencer_batch(mut self, batch: u32) -> Self {
+        self.config.sequencer_batch = batch;
+        self
+    }
+
+    /// Pause between vacuum passes. Default 1 s, range 1 ms to 1 h.
+    pub fn vacuum_interval(mut self, interval: Duration) -> Self {
+        self.config.vacuum_interval = interval;
+        self
+    }
+
+    /// Rows vacuum deletes per statement. Default 1,000, range 1 to 10,000.
+    pub fn vacuum_batch(mut self, batch: u32) -> Self {
+        self.config.vacuum_batch = batch;
+        self
+    }
+
+    /// This instance's name in lease rows. Default `outbox-<random uuid>`;
+    /// must be unique among running instances.
+    pub fn instance_name(mut self, name: impl Into<String>) -> Self {
+        self.config.owner = name.into();
+        self
+    }
+
+    /// Whether `start` runs the sequencer, processors and vacuum. Default
+    /// `true`; `false` gives a producer-only instance (its queues still need
+    /// registering, for enqueue to know their partitions).
+    pub fn run_workers(mut self, run: bool) -> Self {
+        self.run_workers = run;
+        self
+    }
+
+    fn validate(&self) -> Result<Tables, OutboxError> {
+        let tables = Tables::new(&self.prefix)?;
+        let connection = self.db.get_database_backend();
+        if connection != self.dialect.backend() {
+            return Err(OutboxError::DialectMismatch {
+                dialect: self.dialect.name(),
+                connection: format!("{connection:?}").to_lowercase(),
+            });
+        }
+        if self.queues.is_empty() {
+            return Err(OutboxError::InvalidConfig("no queue registered: add one with OutboxBuilder::queue".into()));
+        }
+        let mut names = HashSet::new();
+        for queue in &self.queues {
+            queue.validate()?;
+            if !names.insert(queue.name.as_str()) {
+                return Err(OutboxError::DuplicateQueue {
+                    queue: queue.name.clone(),
+                });
+            }
+        }
+        let in_range = |d: Duration| d >= Duration::from_millis(1) && d <= Duration::from_secs(3600);
+        if !in_range(self.config.poll_interval) || !in_range(self.config.vacuum_interval) {
+            return Err(OutboxError::InvalidConfig(
+                "poll and vacuum intervals must be between 1 ms and 1 hour".into(),
+            ));
+        }
+        if !(1..=10_000).contains(&self.config.sequencer_batch) || !(1..=10_000).contains(&self.config.vacuum_batch) {
+            return Err(OutboxError::InvalidConfig("sequencer and vacuum batches must be between 1 and 10000".into()));
+        }
+        if self.max_payload_bytes == 0 || self.max_payload_bytes > 64 * 1024 * 1024 {
+            return Err(OutboxError::InvalidConfig("max_payload_bytes must be between 1 and 64 MiB".into()));
+        }
+        if self.config.owner.is_empty() || self.config.owner.len() > 128 {
+            return Err(OutboxError::InvalidConfig("the instance name must be 1 to 128 bytes".into()));
+        }
+        Ok(tables)
+    }
+
+    /// Checks the configuration and the schema, creates missing partition
+    /// rows, and starts the workers.
+    ///
+    /// # Errors
+    /// Configuration errors ([`OutboxError::InvalidConfig`],
+    /// [`OutboxError::InvalidQueueName`], [`OutboxError::DuplicateQueue`],
+    /// [`OutboxError::InvalidTablePrefix`], [`OutboxError::DialectMismatch`]),
+    /// [`OutboxError::SchemaMissing`] when the tables are absent or old, or a
+    /// database error.
+    pub async fn start(self) -> Result<OutboxHandle, OutboxError> {
+        let tables = self.validate()?;
+        let dialect = self.dialect.clone();
+        for statement in dialect.startup_statements() {
+            self.db
+                .execute_unprepared(statement)
+                .await
+                .map_err(|e| crate::db_error(dialect.as_ref(), e))?;
+        }
+        check_schema(&self.db, dialect.as_ref(), &tables).await?;
+        let partition_ids = ensure_partitions(&self.db, dialect.as_ref(), &tables, &self.queues).await?;
+
+        let mut queues = HashMap::new();
+        let mut partition_wakers = HashMap::new();
+        for queue in &self.queues {
+            let ids: Vec<i64> = (0..queue.partitions)
+                .map(|n| partition_ids.get(&(queue.name.clone(), n)).copied())
+                .collect::<Option<_>>()
+                .ok_or_else(|| OutboxError::InvalidConfig(format!("partition rows of queue {:?} are missing", queue.name)))?;
+            if self.run_workers && !matches!(queue.mode, Mode::ProduceOnly) {
+                for id in &ids {
+                    partition_wakers.insert(*id, Arc::new(Notify::new()));
+                }
+            }
+            queues.insert(
+                queue.name.clone(),
+                QueueRuntime {
+                    config: queue.clone(),
+                    partition_ids: ids,
+                },
+            );
+        }
+        let shared = Arc::new(Shared {
+            db: self.db,
+            dialect,
+            tables,
+            queues,
+            max_payload_bytes: self.max_payload_bytes,
+            sequencer_wake: Notify::new(),
+            partition_wakers,
+        });
+        let (stop, stop_rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+        if self.run_workers {
+            let shutdown = Shutdown(stop_rx);
+            tasks.push(tokio::spawn(
+                Sequencer {
+                    shared: shared.clone(),
+                    config: self.config.clone(),
+                    shutdown: shutdown.clone(),
+                }
+                .run(),
+            ));
+            tasks.push(tokio::spawn(
+                Vacuum {
+                    shared: shared.clone(),
+                    config: self.config.clone(),
+                    shutdown: shutdown.clone(),
+                    vacuumed: HashMap::new(),
+                }
+                .run(),
+            ));
+            for runtime in shared.queues.values() {
+                if matches!(runtime.config.mode, Mode::ProduceOnly) {
+                    continue;
+                }
+                for (partition, id) in runtime.partition_ids.iter().enumerate() {
+                    let Some(wake) = shared.partition_wakers.get(id).cloned() else { continue };
+                    // Look once at start: there may be a backlog from before.
+                    wake.notify_one();
+                    let worker = PartitionWorker {
+                        shared: shared.clone(),
+                        queue: runtime.config.clone(),
+                        partition: u32::try_from(partition).unwrap_or(u32::MAX),
+                        partition_id: *id,
+                        wake,
+                        shutdown: shutdown.clone(),
+                        config: self.config.clone(),
+                        lease: None,
+                    };
+                    tasks.push(tokio::spawn(worker.run()));
+                }
+            }
+            // Pick up incoming rows left from before.
+            shared.sequencer_wake.notify_one();
+        }
+        Ok(OutboxHandle::new(Outbox { shared }, stop, tasks))
+    }
+}
+
+/// Reads every column the workers use from every table, so a missing or old
+/// schema is reported at start rather than as a failing worker later.
+async fn check_schema(db: &DatabaseConnection, dialect: &dyn Dialect, tables: &Tables) -> Result<(), OutboxError> {
+    let probes: [(&sea_orm::sea_query::Alias, &[&'static str]); 5] = [
+        (
+            &tables.partition,
+            &["id", "queue_name", "partition_no", "next_seq", "processed_seq", "attempts", "last_error", "retry_at", "lease_owner", "lease_until", "lease_token"],
+        ),
+        (&tables.body, &["message_id", "payload", "payload_type", "headers", "created_at"]),
+        (&tables.incoming, &["id", "partition_id", "message_id"]),
+        (&tables.outgoing, &["partition_id", "seq", "message_id"]),
+        (
+            &tables.dead_letter,
+            &["id", "queue_name", "partition_no", "seq", "message_id", "payload", "payload_type", "headers", "created_at", "failed_at", "attempts", "last_error", "status", "deadline", "completed_at"],
+        ),
+    ];
+    for (table, columns) in probes {
+        let select = Query::select()
+            .columns(columns.iter().copied())
+            .from(table.clone())
+            .and_where(Expr::val(1).eq(0))
+            .to_owned();
+        if let Err(source) = db.query_all(&select).await {
+            let err = crate::db_error(dialect, source);
+            return Err(match err {
+                OutboxError::Database { kind, source } if kind == DbErrorKind::MissingSchema || kind == DbErrorKind::Other => {
+                    OutboxError::SchemaMissing {
+                        prefix: tables.prefix.clone(),
+                        source,
+                    }
+                }
+                other => other,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Inserts the partition rows that do not exist yet and returns the ids of
+/// all of them, keyed by (queue, partition number).
+async fn ensure_partitions(
+    db: &DatabaseConnection,
+    dialect: &dyn Dialect,
+    tables: &Tables,
+    queues: &[Queue],
+) -> Result<HashMap<(String, u32), i64>, OutboxError> {
+    let err = |e| crate::db_error(dialect, e);
+    let pairs: Vec<(String, u32)> = queues
+        .iter()
+        .flat_map(|q| (0..q.partitions).map(move |n| (q.name.clone(), n)))
+        .collect();
+    for chunk in pairs.chunks(ROWS_PER_STATEMENT) {
+        let mut insert = Query::insert();
+        insert
+            .into_table(tables.partition.clone())
+            .columns(["queue_name", "partition_no"])
+            .on_conflict(
+                OnConflict::columns(["queue_name", "partition_no"])
+                    .do_nothing_on(["queue_name"])
+                    .to_owned(),
+            );
+        for (queue, n) in chunk {
+            insert
+                .values([Expr::val(queue.clone()), Expr::val(i64::from(*n))])
+                .map_err(|e| OutboxError::InvalidConfig(e.to_string()))?;
+        }
+        db.execute(&insert).await.map_err(err)?;
+    }
+    let select = Query::select()
+        .columns(["id", "queue_name", "partition_no"])
+        .from(tables.partition.clone())
+        .and_where(Expr::col("queue_name").is_in(queues.iter().map(|q| q.name.clone())))
+        .to_owned();
+    let mut ids = HashMap::new();
+    for row in db.query_all(&select).await.map_err(err)? {
+        let id: i64 = row.try_get("", "id").map_err(err)?;
+        let queue: String = row.try_get("", "queue_name").map_err(err)?;
+        let n: i32 = row.try_get("", "partition_no").map_err(err)?;
+        ids.insert((queue, u32::try_from(n).unwrap_or(u32::MAX)), id);
+    }
+    Ok(ids)
+}
+
+impl OutboxSchema {
+    /// Shorthand for [`OutboxSchema::new`] on an `Arc`'d dialect.
+    pub fn for_dialect(dialect: Arc<dyn Dialect>) -> Self {
+        Self::from_arc(dialect)
+    }
+}

@@ -1,0 +1,72 @@
+//! The seam between the backend-independent core and one database backend.
+
+use std::fmt::Debug;
+
+use sea_orm::sea_query::{ColumnType, Expr, LockType};
+use sea_orm::{DbBackend, TransactionOptions};
+
+use crate::error::DbErrorKind;
+
+/// The kinds of column the outbox schema uses; the dialect maps each to its
+/// backend's SQL type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ColumnKind {
+    /// A 64-bit signed integer (ids, sequence numbers, epoch milliseconds).
+    BigInt,
+    /// A 32-bit signed integer (partition numbers, attempts).
+    Int,
+    /// A short name (queue names, owners, statuses): up to 128 characters.
+    Name,
+    /// Unbounded text (errors, JSON headers).
+    Text,
+    /// Unbounded bytes (payloads).
+    Bytes,
+    /// A 16-byte message id.
+    MessageId,
+}
+
+/// What one backend does differently, and nothing else.
+///
+/// Implemented by `outbox-postgres`, `outbox-mysql` and `outbox-sqlite`. Every
+/// worker, policy and API lives once in `outbox-core`; a dialect only names
+/// types, lock clauses, transaction modes, the database clock and how to read
+/// the backend's errors. Its methods build values; they never loop, sleep,
+/// spawn or retry.
+pub trait Dialect: Send + Sync + Debug + 'static {
+    /// The backend this dialect speaks; `start()` refuses a connection to another.
+    fn backend(&self) -> DbBackend;
+
+    /// A short, lowercase name for messages and spans (`"postgres"`).
+    fn name(&self) -> &'static str;
+
+    /// The SQL type of a schema column of this kind.
+    fn column_type(&self, kind: ColumnKind) -> ColumnType;
+
+    /// Whether secondary indexes must be declared inside `CREATE TABLE`
+    /// (MySQL has no `CREATE INDEX IF NOT EXISTS`, so a re-run would fail).
+    fn indexes_inline(&self) -> bool;
+
+    /// How worker transactions (sequencing, processing, acknowledging) begin:
+    /// READ COMMITTED on MySQL to avoid gap locks, `BEGIN IMMEDIATE` on SQLite
+    /// to take the single writer lock up front.
+    fn worker_transaction(&self) -> TransactionOptions;
+
+    /// The row lock that serializes workers on a partition row, taken with
+    /// `SKIP LOCKED`; `None` where the backend has a single writer instead.
+    ///
+    /// PostgreSQL must use `FOR NO KEY UPDATE`, which does not conflict with
+    /// the `KEY SHARE` locks that inserts referencing the row take.
+    fn partition_lock(&self) -> Option<LockType>;
+
+    /// An expression for the database clock in milliseconds since the Unix
+    /// epoch; leases and retry times are compared on one clock, the server's.
+    fn now_millis(&self) -> Expr;
+
+    /// Classifies a backend error from its code (SQLSTATE, or SQLite's
+    /// extended result code) and message.
+    fn classify(&self, code: Option<&str>, message: &str) -> DbErrorKind;
+
+    /// Statements run once when the outbox starts (SQLite: WAL journal).
+    fn startup_statements(&self) -> &'static [&'static str];
+}

@@ -1,0 +1,146 @@
+//! The error type every fallible outbox call returns.
+
+use sea_orm::DbErr;
+
+/// How a database error should be treated, as classified by the backend's
+/// [`Dialect`](crate::Dialect).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DbErrorKind {
+    /// A serialization failure or deadlock: the transaction can be run again.
+    Conflict,
+    /// The database was busy or a lock wait timed out: try again later.
+    Busy,
+    /// The connection was lost or could not be made: try again after a pause.
+    Connection,
+    /// A unique constraint was violated (for example a reused message id).
+    UniqueViolation,
+    /// The outbox tables do not exist: run the migrations.
+    MissingSchema,
+    /// Anything else: retrying will not help.
+    Other,
+}
+
+impl DbErrorKind {
+    /// Whether running the same work again may succeed.
+    pub fn is_retryable(self) -> bool {
+        matches!(self, Self::Conflict | Self::Busy | Self::Connection)
+    }
+}
+
+/// Every error the outbox reports.
+///
+/// Messages are lowercase, carry the values involved and say what to change;
+/// the underlying cause, where there is one, is in [`std::error::Error::source`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OutboxError {
+    /// `enqueue` named a queue that was not registered with the builder.
+    #[error("unknown queue {queue:?}: register it with OutboxBuilder::queue before enqueueing")]
+    UnknownQueue {
+        /// The queue name given.
+        queue: String,
+    },
+    /// A partition number at or above the queue's partition count.
+    #[error("partition {partition} is out of range for queue {queue:?}, which has {partitions} partitions (0..{partitions})")]
+    PartitionOutOfRange {
+        /// The queue.
+        queue: String,
+        /// The partition number given.
+        partition: u32,
+        /// The queue's partition count.
+        partitions: u32,
+    },
+    /// A message payload over the configured limit.
+    #[error("payload of {size} bytes exceeds the limit of {limit} bytes; raise it with OutboxBuilder::max_payload_bytes or send a smaller payload")]
+    PayloadTooLarge {
+        /// The payload's size in bytes.
+        size: usize,
+        /// The configured limit in bytes.
+        limit: usize,
+    },
+    /// A queue name that is empty, too long or uses characters outside `[A-Za-z0-9_.-]`.
+    #[error("invalid queue name {name:?}: {reason}")]
+    InvalidQueueName {
+        /// The name given.
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A message header that cannot be stored.
+    #[error("invalid header {name:?}: {reason}")]
+    InvalidHeader {
+        /// The header name.
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A payload type that is empty or too long.
+    #[error("invalid payload type {payload_type:?}: {reason}")]
+    InvalidPayloadType {
+        /// The payload type given.
+        payload_type: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A table prefix that is not a safe SQL identifier.
+    #[error("invalid table prefix {prefix:?}: use 1 to 40 characters of [a-z0-9_], starting with a letter")]
+    InvalidTablePrefix {
+        /// The prefix given.
+        prefix: String,
+    },
+    /// The builder was given a configuration that cannot work.
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(String),
+    /// The same queue was registered twice.
+    #[error("queue {queue:?} is registered twice: register each queue once")]
+    DuplicateQueue {
+        /// The queue name.
+        queue: String,
+    },
+    /// The dialect does not match the connection's database.
+    #[error("the {dialect} dialect was given a {connection} connection: use the dialect crate for your database")]
+    DialectMismatch {
+        /// The dialect's backend.
+        dialect: &'static str,
+        /// The connection's backend.
+        connection: String,
+    },
+    /// The outbox tables are missing or older than this version.
+    #[error("the outbox tables with prefix {prefix:?} are missing or out of date: run outbox_core::migrate (or add outbox_core::migrations to your Migrator) before starting")]
+    SchemaMissing {
+        /// The table prefix.
+        prefix: String,
+        /// The database error that revealed it.
+        #[source]
+        source: DbErr,
+    },
+    /// A payload could not be serialized or deserialized as JSON.
+    #[error("json payload could not be encoded or decoded")]
+    Json(#[source] serde_json::Error),
+    /// A message id given twice.
+    #[error("a message with id {message_id} already exists: message ids must be unique")]
+    DuplicateMessageId {
+        /// The message id.
+        message_id: uuid::Uuid,
+    },
+    /// The database reported an error.
+    #[error("database error ({kind:?})")]
+    Database {
+        /// How the dialect classified the error.
+        kind: DbErrorKind,
+        /// The driver's error.
+        #[source]
+        source: DbErr,
+    },
+    /// The outbox is stopping and takes no more work.
+    #[error("the outbox is shutting down")]
+    ShuttingDown,
+}
+
+impl OutboxError {
+    /// Whether this error is a database error that may succeed when retried.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Database { kind, .. } if kind.is_retryable())
+    }
+}

@@ -1,0 +1,47 @@
+//! The running outbox: the producer API and a stop that drains.
+
+use tokio::sync::{Mutex, watch};
+use tokio::task::JoinHandle;
+
+use crate::outbox::Outbox;
+
+/// A started outbox. Dropping it does not stop the workers: call
+/// [`OutboxHandle::stop`].
+#[derive(Debug)]
+pub struct OutboxHandle {
+    outbox: Outbox,
+    stop: watch::Sender<bool>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl OutboxHandle {
+    pub(crate) fn new(outbox: Outbox, stop: watch::Sender<bool>, tasks: Vec<JoinHandle<()>>) -> Self {
+        Self {
+            outbox,
+            stop,
+            tasks: Mutex::new(tasks),
+        }
+    }
+
+    /// The producer API of this instance.
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
+    }
+
+    /// Stops the workers: each finishes the batch it is handling (committing
+    /// or acknowledging it), gives back its lease, and exits. Returns when
+    /// all have exited. Calling it again returns at once.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: the stop signal is sent before the first await; a later
+    /// call waits for the remaining workers.
+    pub async fn stop(&self) {
+        self.stop.send_replace(true);
+        let mut tasks = self.tasks.lock().await;
+        for task in tasks.drain(..) {
+            if let Err(err) = task.await {
+                tracing::error!(error = %err, "outbox worker task ended abnormally");
+            }
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! What handlers implement and what they return.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sea_orm::{DatabaseTransaction, TransactionTrait};
+
+use crate::message::{Batch, Delivery};
+
+/// The result of handling one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// Handled: the message is acknowledged.
+    Success,
+    /// Not handled now: the message stays at the head of its partition and is
+    /// tried again after `after` (or the queue's backoff when `None`).
+    Retry {
+        /// Why, recorded as the partition's last error.
+        reason: String,
+        /// How long to wait before the next try; `None` uses the retry policy.
+        after: Option<Duration>,
+    },
+    /// Never going to work: the message moves to the dead-letter table and the
+    /// partition goes on.
+    Reject {
+        /// Why, recorded in the dead letter.
+        reason: String,
+    },
+}
+
+impl Outcome {
+    /// A retry with the policy's backoff.
+    pub fn retry(reason: impl Into<String>) -> Self {
+        Self::Retry {
+            reason: reason.into(),
+            after: None,
+        }
+    }
+
+    /// A rejection.
+    pub fn reject(reason: impl Into<String>) -> Self {
+        Self::Reject {
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The result of handling a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BatchResult {
+    /// One outcome for the whole batch. In transactional mode a `Retry` or
+    /// `Reject` rolls back everything the handler wrote for the batch.
+    All(Outcome),
+    /// One outcome per message, in order. Messages up to the first `Retry` are
+    /// settled (acknowledged or dead-lettered); the `Retry` one becomes the head
+    /// of the partition; messages after it, and messages beyond the end of the
+    /// vector, are delivered again later. In transactional mode the handler's
+    /// writes are kept: a handler must not write for a message it retries
+    /// (the per-message adapter [`EachMessage`] uses a savepoint per message).
+    PerMessage(Vec<Outcome>),
+}
+
+impl BatchResult {
+    /// Every message handled.
+    pub fn success() -> Self {
+        Self::All(Outcome::Success)
+    }
+
+    /// Try the whole batch again after the policy's backoff.
+    pub fn retry(reason: impl Into<String>) -> Self {
+        Self::All(Outcome::retry(reason))
+    }
+
+    /// Dead-letter every message of the batch.
+    pub fn reject(reason: impl Into<String>) -> Self {
+        Self::All(Outcome::reject(reason))
+    }
+}
+
+/// A handler for transactional mode: it runs inside the transaction that holds
+/// the partition, and its writes commit together with the acknowledgement.
+#[async_trait]
+pub trait TransactionalHandler: Send + Sync + 'static {
+    /// Handles a batch with the partition's transaction.
+    async fn handle(&self, txn: &DatabaseTransaction, batch: &Batch) -> BatchResult;
+}
+
+/// A handler for leased mode: it runs outside any transaction while this
+/// instance holds the partition's lease. Delivery is at least once: use the
+/// message id to deduplicate.
+#[async_trait]
+pub trait LeasedHandler: Send + Sync + 'static {
+    /// Handles a batch.
+    async fn handle(&self, batch: &Batch) -> BatchResult;
+}
+
+/// A transactional handler that takes one message at a time.
+#[async_trait]
+pub trait TransactionalMessageHandler: Send + Sync + 'static {
+    /// Handles one message with the partition's transaction (a savepoint of it).
+    async fn handle(&self, txn: &DatabaseTransaction, message: &Delivery) -> Outcome;
+}
+
+/// A leased handler that takes one message at a time.
+#[async_trait]
+pub trait LeasedMessageHandler: Send + Sync + 'static {
+    /// Handles one message.
+    async fn handle(&self, message: &Delivery) -> Outcome;
+}
+
+/// Adapts a per-message handler to a batch handler: messages are handled in
+/// order, each (in transactional mode) in its own savepoint, so a retried or
+/// rejected message's writes roll back while earlier messages' writes stay.
+/// Handling stops at the first `Retry`.
+#[derive(Debug, Clone)]
+pub struct EachMessage<H>(pub H);
+
+#[async_trait]
+impl<H: LeasedMessageHandler> LeasedHandler for EachMessage<H> {
+    async fn handle(&self, batch: &Batch) -> BatchResult {
+        let mut outcomes = Vec::with_capacity(batch.messages.len());
+        for message in &batch.messages {
+            let outcome = self.0.handle(message).await;
+            let stop = matches!(outcome, Outcome::Retry { .. });
+            outcomes.push(outcome);
+            if stop {
+                break;
+            }
+        }
+        BatchResult::PerMessage(outcomes)
+    }
+}
+
+#[async_trait]
+impl<H: TransactionalMessageHandler> TransactionalHandler for EachMessage<H> {
+    async fn handle(&self, txn: &DatabaseTransaction, batch: &Batch) -> BatchResult {
+        let mut outcomes = Vec::with_capacity(batch.messages.len());
+        for message in &batch.messages {
+            let savepoint = match txn.begin().await {
+                Ok(savepoint) => savepoint,
+                Err(err) => {
+                    outcomes.push(Outcome::retry(format!("savepoint failed: {err}")));
+                    break;
+                }
+            };
+            let outcome = self.0.handle(&savepoint, message).await;
+            let settled = match outcome {
+                Outcome::Success => savepoint.commit().await,
+                _ => savepoint.rollback().await,
+            };
+            let outcome = match settled {
+                Ok(()) => outcome,
+                Err(err) => Outcome::retry(format!("savepoint release failed: {err}")),
+            };
+            let stop = matches!(outcome, Outcome::Retry { .. });
+            outcomes.push(outcome);
+            if stop {
+                break;
+            }
+        }
+        BatchResult::PerMessage(outcomes)
+    }
+}

@@ -1,0 +1,250 @@
+//! The outbox schema as sea-orm-migration values, and a one-call migrate.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sea_orm::sea_query::{ColumnDef, Index, IndexCreateStatement, Table, TableCreateStatement};
+use sea_orm::{ConnectionTrait, DbErr, Statement};
+use sea_orm_migration::{MigrationName, MigrationTrait, SchemaManager};
+
+use crate::dialect::{ColumnKind, Dialect};
+use crate::error::OutboxError;
+use crate::table::Tables;
+
+/// The outbox schema for one dialect and table prefix.
+///
+/// Add [`OutboxSchema::migrations`] to your application's `Migrator`, or call
+/// [`OutboxSchema::migrate`] if you have none. Both are safe to re-run and
+/// safe to run from two processes at once.
+#[derive(Debug, Clone)]
+pub struct OutboxSchema {
+    dialect: Arc<dyn Dialect>,
+    tables: Tables,
+}
+
+impl OutboxSchema {
+    /// The schema with the default prefix `outbox_`.
+    pub fn new(dialect: impl Dialect) -> Self {
+        Self::from_arc(Arc::new(dialect))
+    }
+
+    pub(crate) fn from_arc(dialect: Arc<dyn Dialect>) -> Self {
+        Self {
+            dialect,
+            tables: Tables::default_prefix(),
+        }
+    }
+
+    /// Uses another table prefix (`[a-z][a-z0-9_]{0,39}`; default `outbox_`).
+    ///
+    /// # Errors
+    /// [`OutboxError::InvalidTablePrefix`] for anything else.
+    pub fn prefix(mut self, prefix: &str) -> Result<Self, OutboxError> {
+        self.tables = Tables::new(prefix)?;
+        Ok(self)
+    }
+
+    /// The migrations, to add to an application's own `Migrator::migrations()`.
+    pub fn migrations(&self) -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(CreateTables {
+            name: format!("m20261128_000001_{}create_tables", self.tables.prefix),
+            schema: self.clone(),
+        })]
+    }
+
+    /// Creates the tables and indexes that do not exist yet.
+    ///
+    /// # Errors
+    /// [`OutboxError::Database`] if the database refuses a statement after a
+    /// few tries (tries are repeated because two processes creating the same
+    /// table at once can make one of them fail on some backends).
+    pub async fn migrate<C: ConnectionTrait>(&self, db: &C) -> Result<(), OutboxError> {
+        let mut tries = 0;
+        loop {
+            match self.run_statements(db).await {
+                Ok(()) => return Ok(()),
+                Err(_) if tries < 5 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(50 * tries)).await;
+                }
+                Err(err) => return Err(crate::db_error(self.dialect.as_ref(), err)),
+            }
+        }
+    }
+
+    async fn run_statements<C: ConnectionTrait>(&self, db: &C) -> Result<(), DbErr> {
+        for statement in self.statements() {
+            db.execute_raw(statement).await?;
+        }
+        Ok(())
+    }
+
+    /// Every DDL statement of the schema, in order, for this backend.
+    pub(crate) fn statements(&self) -> Vec<Statement> {
+        let backend = self.dialect.backend();
+        let inline = self.dialect.indexes_inline();
+        let mut out = Vec::new();
+        for (mut table, indexes) in self.tables_and_indexes() {
+            if inline {
+                for mut index in indexes {
+                    table.index(&mut index);
+                }
+                out.push(backend.build(&table));
+            } else {
+                out.push(backend.build(&table));
+                for index in indexes {
+                    out.push(backend.build(&index));
+                }
+            }
+        }
+        out
+    }
+
+    fn column(&self, name: &'static str, kind: ColumnKind) -> ColumnDef {
+        let mut def = ColumnDef::new_with_type(name, self.dialect.column_type(kind));
+        def.not_null();
+        def
+    }
+
+    fn auto_id(&self) -> ColumnDef {
+        let mut def = ColumnDef::new("id");
+        def.big_integer().not_null().auto_increment().primary_key();
+        def
+    }
+
+    fn index(&self, table: &sea_orm::sea_query::Alias, suffix: &str, columns: &[&'static str]) -> IndexCreateStatement {
+        let mut index = Index::create();
+        index.name(self.tables.name(suffix)).table(table.clone()).if_not_exists();
+        for column in columns {
+            index.col(*column);
+        }
+        index
+    }
+
+    fn tables_and_indexes(&self) -> Vec<(TableCreateStatement, Vec<IndexCreateStatement>)> {
+        use ColumnKind::{BigInt, Bytes, Int, MessageId, Name, Text};
+        let t = &self.tables;
+        let nullable = |mut def: ColumnDef| {
+            def.null();
+            def
+        };
+        let with_default = |mut def: ColumnDef, value: i64| {
+            def.default(value);
+            def
+        };
+
+        let partition = Table::create()
+            .table(t.partition.clone())
+            .if_not_exists()
+            .col(self.auto_id())
+            .col(self.column("queue_name", Name))
+            .col(self.column("partition_no", Int))
+            .col(with_default(self.column("next_seq", BigInt), 1))
+            .col(with_default(self.column("processed_seq", BigInt), 0))
+            .col(with_default(self.column("attempts", Int), 0))
+            .col(nullable(self.column("last_error", Text)))
+            .col(with_default(self.column("retry_at", BigInt), 0))
+            .col(nullable(self.column("lease_owner", Name)))
+            .col(with_default(self.column("lease_until", BigInt), 0))
+            .col(with_default(self.column("lease_token", BigInt), 0))
+            .to_owned();
+        let partition_indexes = vec![
+            self.index(&t.partition, "partition_queue_no", &["queue_name", "partition_no"])
+                .unique()
+                .to_owned(),
+        ];
+
+        let body = Table::create()
+            .table(t.body.clone())
+            .if_not_exists()
+            .col(self.column("message_id", MessageId).primary_key().to_owned())
+            .col(self.column("payload", Bytes))
+            .col(self.column("payload_type", Name))
+            .col(self.column("headers", Text))
+            .col(self.column("created_at", BigInt))
+            .to_owned();
+
+        let incoming = Table::create()
+            .table(t.incoming.clone())
+            .if_not_exists()
+            .col(self.auto_id())
+            .col(self.column("partition_id", BigInt))
+            .col(self.column("message_id", MessageId))
+            .to_owned();
+        let incoming_indexes = vec![self.index(&t.incoming, "incoming_partition_id", &["partition_id", "id"])];
+
+        let outgoing = Table::create()
+            .table(t.outgoing.clone())
+            .if_not_exists()
+            .col(self.column("partition_id", BigInt))
+            .col(self.column("seq", BigInt))
+            .col(self.column("message_id", MessageId))
+            .primary_key(Index::create().col("partition_id").col("seq"))
+            .to_owned();
+
+        let dead_letter = Table::create()
+            .table(t.dead_letter.clone())
+            .if_not_exists()
+            .col(self.auto_id())
+            .col(self.column("queue_name", Name))
+            .col(self.column("partition_no", Int))
+            .col(self.column("seq", BigInt))
+            .col(self.column("message_id", MessageId))
+            .col(self.column("payload", Bytes))
+            .col(self.column("payload_type", Name))
+            .col(self.column("headers", Text))
+            .col(self.column("created_at", BigInt))
+            .col(self.column("failed_at", BigInt))
+            .col(self.column("attempts", Int))
+            .col(self.column("last_error", Text))
+            .col(self.column("status", Name))
+            .col(nullable(self.column("deadline", BigInt)))
+            .col(nullable(self.column("completed_at", BigInt)))
+            .to_owned();
+        let dead_letter_indexes = vec![
+            self.index(&t.dead_letter, "dead_letter_scope", &["status", "queue_name", "partition_no"]),
+            self.index(&t.dead_letter, "dead_letter_failed_at", &["failed_at"]),
+            self.index(&t.dead_letter, "dead_letter_message_id", &["message_id"]),
+        ];
+
+        vec![
+            (partition, partition_indexes),
+            (body, Vec::new()),
+            (incoming, incoming_indexes),
+            (outgoing, Vec::new()),
+            (dead_letter, dead_letter_indexes),
+        ]
+    }
+}
+
+struct CreateTables {
+    name: String,
+    schema: OutboxSchema,
+}
+
+impl MigrationName for CreateTables {
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+#[async_trait]
+impl MigrationTrait for CreateTables {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        for statement in self.schema.statements() {
+            manager.get_connection().execute_raw(statement).await?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_prefix_is_valid() {
+        assert!(Tables::new(crate::table::DEFAULT_TABLE_PREFIX).is_ok());
+    }
+}

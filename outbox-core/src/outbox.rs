@@ -1,0 +1,225 @@
+//! The producer side: enqueue inside the caller's transaction, then wake the workers.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use sea_orm::sea_query::{Expr, Query};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, TransactionError, TransactionTrait};
+use tokio::sync::Notify;
+use tracing::Instrument;
+use uuid::Uuid;
+
+use crate::dialect::Dialect;
+use crate::error::{DbErrorKind, OutboxError};
+use crate::message::Message;
+use crate::partition::PartitionKey;
+use crate::queue::Queue;
+use crate::table::Tables;
+
+/// Rows per multi-row INSERT; keeps every backend under its bind-parameter limit.
+pub(crate) const ROWS_PER_STATEMENT: usize = 1000;
+
+/// A registered queue and the database ids of its partition rows.
+pub(crate) struct QueueRuntime {
+    pub(crate) config: Queue,
+    /// `partition_ids[n]` is the row id of partition `n`.
+    pub(crate) partition_ids: Vec<i64>,
+}
+
+/// State shared by the producer API and every worker of one outbox instance.
+pub(crate) struct Shared {
+    pub(crate) db: DatabaseConnection,
+    pub(crate) dialect: Arc<dyn Dialect>,
+    pub(crate) tables: Tables,
+    pub(crate) queues: HashMap<String, QueueRuntime>,
+    pub(crate) max_payload_bytes: usize,
+    pub(crate) sequencer_wake: Notify,
+    /// One waker per partition row this instance processes.
+    pub(crate) partition_wakers: HashMap<i64, Arc<Notify>>,
+}
+
+impl Shared {
+    pub(crate) fn db_error(&self, err: sea_orm::DbErr) -> OutboxError {
+        crate::db_error(self.dialect.as_ref(), err)
+    }
+}
+
+/// The producer API: enqueue messages inside your own transactions.
+///
+/// Cheap to clone; get one from [`OutboxHandle::outbox`](crate::OutboxHandle::outbox).
+#[derive(Clone)]
+pub struct Outbox {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbox")
+            .field("dialect", &self.shared.dialect.name())
+            .field("prefix", &self.shared.tables.prefix)
+            .field("queues", &self.shared.queues.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Outbox {
+    /// Starts configuring an outbox on `db`, speaking `dialect`.
+    pub fn builder(db: DatabaseConnection, dialect: impl Dialect) -> crate::OutboxBuilder {
+        crate::OutboxBuilder::new(db, Arc::new(dialect))
+    }
+
+    /// Enqueues one message in `conn`'s transaction (or on its own, given a
+    /// plain connection). The message exists if and only if that transaction
+    /// commits. Returns the message id.
+    ///
+    /// After committing, call [`Outbox::notify`] (or use
+    /// [`Outbox::transaction`]) so the sequencer picks the message up at once
+    /// rather than at its next poll.
+    ///
+    /// # Errors
+    /// [`OutboxError::UnknownQueue`], [`OutboxError::PartitionOutOfRange`],
+    /// [`OutboxError::PayloadTooLarge`], [`OutboxError::InvalidHeader`],
+    /// [`OutboxError::InvalidPayloadType`] before anything is written;
+    /// [`OutboxError::DuplicateMessageId`] or [`OutboxError::Database`] from
+    /// the insert (the caller's transaction should then be rolled back).
+    ///
+    /// # Cancel safety
+    /// Not cancel safe: dropping the future may leave the statement half done
+    /// in the caller's transaction; roll that transaction back.
+    pub async fn enqueue<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        queue: &str,
+        key: impl Into<PartitionKey>,
+        message: Message,
+    ) -> Result<Uuid, OutboxError> {
+        let ids = self.enqueue_batch(conn, queue, [(key.into(), message)]).await?;
+        ids.into_iter().next().ok_or_else(|| OutboxError::InvalidConfig("enqueue wrote no message".into()))
+    }
+
+    /// Enqueues several messages to one queue with one multi-row INSERT per
+    /// table (per 1,000 messages). Messages to one partition keep the order
+    /// they have here. Returns their ids in the same order.
+    ///
+    /// # Errors
+    /// As [`Outbox::enqueue`]; every message is checked before anything is
+    /// written, so a bad one leaves the transaction untouched.
+    ///
+    /// # Cancel safety
+    /// Not cancel safe, as [`Outbox::enqueue`].
+    pub async fn enqueue_batch<C, I, K>(&self, conn: &C, queue: &str, messages: I) -> Result<Vec<Uuid>, OutboxError>
+    where
+        C: ConnectionTrait,
+        I: IntoIterator<Item = (K, Message)>,
+        K: Into<PartitionKey>,
+    {
+        let shared = &self.shared;
+        let runtime = shared.queues.get(queue).ok_or_else(|| OutboxError::UnknownQueue {
+            queue: queue.to_owned(),
+        })?;
+        let partitions = runtime.config.partitions;
+
+        let mut rows = Vec::new();
+        let mut given_ids = HashSet::new();
+        for (key, message) in messages {
+            let partition = key.into().resolve(partitions);
+            let partition_id = *runtime
+                .partition_ids
+                .get(partition as usize)
+                .ok_or_else(|| OutboxError::PartitionOutOfRange {
+                    queue: queue.to_owned(),
+                    partition,
+                    partitions,
+                })?;
+            message.validate(shared.max_payload_bytes)?;
+            if let Some(id) = message.message_id
+                && !given_ids.insert(id)
+            {
+                return Err(OutboxError::DuplicateMessageId { message_id: id });
+            }
+            let id = message.message_id.unwrap_or_else(Uuid::now_v7);
+            let headers = serde_json::to_string(&message.headers).map_err(OutboxError::Json)?;
+            rows.push((id, partition_id, message, headers));
+        }
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+
+        let span = tracing::debug_span!("outbox.enqueue", queue, count = rows.len());
+        async {
+            for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                let mut body = Query::insert();
+                body.into_table(shared.tables.body.clone())
+                    .columns(["message_id", "payload", "payload_type", "headers", "created_at"]);
+                let mut incoming = Query::insert();
+                incoming
+                    .into_table(shared.tables.incoming.clone())
+                    .columns(["partition_id", "message_id"]);
+                for (id, partition_id, message, headers) in chunk {
+                    body.values([
+                        Expr::val(id.as_bytes().to_vec()),
+                        Expr::val(message.payload.clone()),
+                        Expr::val(message.payload_type.clone()),
+                        Expr::val(headers.clone()),
+                        shared.dialect.now_millis(),
+                    ])
+                    .map_err(|e| OutboxError::InvalidConfig(e.to_string()))?;
+                    incoming
+                        .values([Expr::val(*partition_id), Expr::val(id.as_bytes().to_vec())])
+                        .map_err(|e| OutboxError::InvalidConfig(e.to_string()))?;
+                }
+                conn.execute(&body).await.map_err(|err| self.insert_error(err, &given_ids))?;
+                conn.execute(&incoming).await.map_err(|err| self.insert_error(err, &given_ids))?;
+            }
+            Ok(rows.iter().map(|(id, ..)| *id).collect())
+        }
+        .instrument(span)
+        .await
+    }
+
+    fn insert_error(&self, err: sea_orm::DbErr, given_ids: &HashSet<Uuid>) -> OutboxError {
+        let err = self.shared.db_error(err);
+        match err {
+            OutboxError::Database {
+                kind: DbErrorKind::UniqueViolation,
+                ..
+            } if given_ids.len() == 1 => OutboxError::DuplicateMessageId {
+                message_id: given_ids.iter().copied().next().unwrap_or_default(),
+            },
+            other => other,
+        }
+    }
+
+    /// Runs `callback` in a transaction on the outbox's connection, commits,
+    /// and only then wakes the sequencer. Returns what the callback returned.
+    ///
+    /// # Errors
+    /// The callback's error (the transaction is rolled back), or a
+    /// connection/commit error.
+    pub async fn transaction<F, T, E>(&self, callback: F) -> Result<T, TransactionError<E>>
+    where
+        F: for<'c> FnOnce(&'c DatabaseTransaction) -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>> + Send,
+        T: Send,
+        E: std::fmt::Display + std::fmt::Debug + Send,
+    {
+        let result = self.shared.db.transaction(callback).await;
+        if result.is_ok() {
+            self.notify();
+        }
+        result
+    }
+
+    /// Wakes the sequencer. Call it after committing a transaction that
+    /// enqueued, never before: woken early it would find nothing and sleep
+    /// until its next poll.
+    pub fn notify(&self) {
+        self.shared.sequencer_wake.notify_one();
+    }
+
+    /// The names of the registered queues.
+    pub fn queues(&self) -> impl Iterator<Item = &str> {
+        self.shared.queues.keys().map(String::as_str)
+    }
+}

@@ -1,0 +1,282 @@
+//! Leased mode: a partition is held by a lease with a fencing token; the
+//! handler runs outside any transaction, and an acknowledgement is written
+//! only while the token is unchanged.
+
+use std::time::Duration;
+
+use sea_orm::sea_query::{Expr, ExprTrait, Query};
+use sea_orm::{ConnectionTrait, TransactionSession, TransactionTrait};
+use tokio::time::Instant;
+
+use crate::error::OutboxError;
+use crate::handler::{BatchResult, LeasedHandler};
+use crate::outbox::{Outbox, Shared};
+use crate::worker::guard::guarded;
+use crate::worker::partition_row::{self, Fence, PartitionState};
+use crate::worker::processor::{PartitionWorker, Step, step_after};
+use crate::worker::settlement::settle;
+
+/// A lease this instance holds on a partition.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HeldLease {
+    pub(crate) token: i64,
+    /// When the lease runs out, on this process's clock (measured from just
+    /// before the statement that took or extended it, so never late).
+    pub(crate) expires: Instant,
+}
+
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX / 2)
+}
+
+/// Takes the lease on a partition if it is free, expired, or already ours,
+/// bumping the fencing token. Returns the token and the row, or `None` when
+/// another owner holds a live lease.
+async fn take<C: TransactionTrait>(
+    shared: &Shared,
+    db: &C,
+    partition_id: i64,
+    owner: &str,
+    lease: Duration,
+) -> Result<Option<PartitionState>, OutboxError> {
+    let now = shared.dialect.now_millis();
+    let update = Query::update()
+        .table(shared.tables.partition.clone())
+        .value("lease_owner", owner)
+        .value("lease_until", now.clone().add(millis(lease)))
+        .value("lease_token", Expr::col("lease_token").add(1))
+        .and_where(Expr::col("id").eq(partition_id))
+        .and_where(Expr::col("lease_until").lte(now).or(Expr::col("lease_owner").eq(owner)))
+        .to_owned();
+    let txn = db
+        .begin_with_options(shared.dialect.worker_transaction())
+        .await
+        .map_err(|e| shared.db_error(e))?;
+    let taken = txn.execute(&update).await.map_err(|e| shared.db_error(e))?.rows_affected() > 0;
+    let state = if taken {
+        partition_row::state(shared, &txn, partition_id, false).await?
+    } else {
+        None
+    };
+    txn.commit().await.map_err(|e| shared.db_error(e))?;
+    Ok(state)
+}
+
+/// Extends a lease; `false` if the token changed (the lease was lost).
+async fn renew<C: ConnectionTrait>(shared: &Shared, conn: &C, partition_id: i64, token: i64, lease: Duration) -> Result<bool, OutboxError> {
+    let update = Query::update()
+        .table(shared.tables.partition.clone())
+        .value("lease_until", shared.dialect.now_millis().add(millis(lease)))
+        .and_where(Expr::col("id").eq(partition_id))
+        .and_where(Expr::col("lease_token").eq(token))
+        .to_owned();
+    let result = conn.execute(&update).await.map_err(|e| shared.db_error(e))?;
+    Ok(result.rows_affected() > 0)
+}
+
+/// Ends a lease early so another instance can take the partition at once.
+async fn release<C: ConnectionTrait>(shared: &Shared, conn: &C, partition_id: i64, token: i64) -> Result<(), OutboxError> {
+    let update = Query::update()
+        .table(shared.tables.partition.clone())
+        .value("lease_until", 0)
+        .value("lease_owner", Option::<String>::None)
+        .and_where(Expr::col("id").eq(partition_id))
+        .and_where(Expr::col("lease_token").eq(token))
+        .to_owned();
+    conn.execute(&update).await.map_err(|e| shared.db_error(e))?;
+    Ok(())
+}
+
+impl PartitionWorker {
+    pub(crate) async fn run_once_leased(&mut self, handler: &dyn LeasedHandler) -> Result<Step, OutboxError> {
+        let shared = self.shared.clone();
+        let lease_len = self.queue.lease;
+
+        // Take the lease when we have none or it is past half its life;
+        // otherwise a plain read tells whether we still hold it.
+        let started = Instant::now();
+        let state = match self.lease {
+            Some(held) if held.expires.saturating_duration_since(started) > lease_len / 2 => {
+                match partition_row::state(&shared, &shared.db, self.partition_id, false).await? {
+                    Some(state) if state.lease_token == held.token => state,
+                    _ => {
+                        self.lease = None;
+                        return Ok(Step::Busy);
+                    }
+                }
+            }
+            _ => match take(&shared, &shared.db, self.partition_id, &self.config.owner, lease_len).await? {
+                Some(state) => {
+                    self.lease = Some(HeldLease {
+                        token: state.lease_token,
+                        expires: started + lease_len,
+                    });
+                    state
+                }
+                None => {
+                    self.lease = None;
+                    return Ok(Step::Busy);
+                }
+            },
+        };
+        let Some(held) = self.lease else {
+            return Ok(Step::Busy);
+        };
+        if let Some(delay) = state.backoff() {
+            return Ok(Step::Backoff(delay));
+        }
+        if !state.has_work() {
+            return Ok(Step::Idle);
+        }
+        let messages =
+            partition_row::read_batch(&shared, &shared.db, self.partition_id, state.processed_seq, self.queue.batch_size).await?;
+        if messages.is_empty() {
+            return Ok(Step::Idle);
+        }
+        let batch = self.batch(&state, messages);
+
+        let result = self.run_under_lease(handler, &batch, held).await?;
+        let settlement = settle(&batch, state.processed_seq, result, &self.queue.retry);
+        let fence = Fence {
+            token: held.token,
+            lease: lease_len,
+        };
+        let ack_started = Instant::now();
+        let txn = shared
+            .db
+            .begin_with_options(shared.dialect.worker_transaction())
+            .await
+            .map_err(|e| shared.db_error(e))?;
+        if !partition_row::persist(&shared, &txn, self.partition_id, &batch, &settlement, Some(&fence)).await? {
+            txn.rollback().await.map_err(|e| shared.db_error(e))?;
+            tracing::warn!(queue = %self.queue.name, partition = self.partition, token = held.token, "outbox lease was lost; acknowledgement refused, the batch will be delivered again");
+            self.lease = None;
+            return Ok(Step::Busy);
+        }
+        txn.commit().await.map_err(|e| shared.db_error(e))?;
+        if let Some(lease) = self.lease.as_mut() {
+            lease.expires = ack_started + lease_len;
+        }
+        Ok(step_after(&settlement, state.processed_seq))
+    }
+
+    /// Runs the handler while renewing the lease every third of its length;
+    /// cancels the handler (a retry) before the lease could expire unrenewed,
+    /// or as soon as a renewal finds the lease lost.
+    async fn run_under_lease(
+        &mut self,
+        handler: &dyn LeasedHandler,
+        batch: &crate::Batch,
+        mut held: HeldLease,
+    ) -> Result<BatchResult, OutboxError> {
+        let shared = self.shared.clone();
+        let lease_len = self.queue.lease;
+        let headroom = self.queue.lease_headroom;
+        let handler = guarded(handler.handle(batch), self.queue.handler_timeout);
+        tokio::pin!(handler);
+        let mut renew_at = Instant::now() + lease_len / 3;
+        loop {
+            let cancel_at = held.expires.checked_sub(headroom).unwrap_or_else(Instant::now);
+            tokio::select! {
+                result = &mut handler => {
+                    self.lease = Some(held);
+                    return Ok(result);
+                }
+                () = tokio::time::sleep_until(renew_at) => {
+                    let renew_started = Instant::now();
+                    match renew(&shared, &shared.db, self.partition_id, held.token, lease_len).await {
+                        Ok(true) => held.expires = renew_started + lease_len,
+                        Ok(false) => {
+                            self.lease = None;
+                            return Ok(BatchResult::retry("lease lost while the handler ran"));
+                        }
+                        Err(err) => tracing::warn!(error = %err, "outbox could not renew a lease; will try again"),
+                    }
+                    renew_at = Instant::now() + lease_len / 3;
+                }
+                () = tokio::time::sleep_until(cancel_at) => {
+                    self.lease = None;
+                    return Ok(BatchResult::retry("handler cancelled: the lease was about to expire"));
+                }
+            }
+        }
+    }
+
+    /// Gives the lease back on stop.
+    pub(crate) async fn release_lease(&mut self) -> Result<(), OutboxError> {
+        if let Some(held) = self.lease.take() {
+            release(&self.shared, &self.shared.db, self.partition_id, held.token).await?;
+        }
+        Ok(())
+    }
+}
+
+/// A lease taken through [`Outbox::take_lease`]: the building block of a
+/// custom processor, and how tests play a stalled worker.
+#[derive(Debug, Clone)]
+pub struct Lease {
+    /// The queue.
+    pub queue: String,
+    /// The partition number.
+    pub partition: u32,
+    /// The fencing token this lease holds.
+    pub token: i64,
+    /// The cursor when the lease was taken.
+    pub processed_seq: i64,
+    partition_id: i64,
+}
+
+impl Outbox {
+    /// Takes the lease on a partition as `owner`, if it is free or expired.
+    /// Workers of a leased queue do this themselves; this is for custom
+    /// processors and for tests.
+    ///
+    /// # Errors
+    /// [`OutboxError::UnknownQueue`], [`OutboxError::PartitionOutOfRange`],
+    /// or a database error.
+    pub async fn take_lease(&self, queue: &str, partition: u32, owner: &str, lease: Duration) -> Result<Option<Lease>, OutboxError> {
+        let partition_id = self.partition_id(queue, partition)?;
+        let state = take(&self.shared, &self.shared.db, partition_id, owner, lease).await?;
+        Ok(state.map(|state| Lease {
+            queue: queue.to_owned(),
+            partition,
+            token: state.lease_token,
+            processed_seq: state.processed_seq,
+            partition_id,
+        }))
+    }
+
+    /// Acknowledges messages up to `seq` under `lease`. Returns `false`, and
+    /// changes nothing, when the fencing token changed since the lease was
+    /// taken: the acknowledgement of a worker that lost its lease is refused.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn acknowledge(&self, lease: &Lease, seq: i64) -> Result<bool, OutboxError> {
+        let update = Query::update()
+            .table(self.shared.tables.partition.clone())
+            .value("processed_seq", seq)
+            .value("attempts", 0)
+            .and_where(Expr::col("id").eq(lease.partition_id))
+            .and_where(Expr::col("lease_token").eq(lease.token))
+            .and_where(Expr::col("processed_seq").lt(seq))
+            .to_owned();
+        let result = self.shared.db.execute(&update).await.map_err(|e| self.shared.db_error(e))?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    pub(crate) fn partition_id(&self, queue: &str, partition: u32) -> Result<i64, OutboxError> {
+        let runtime = self.shared.queues.get(queue).ok_or_else(|| OutboxError::UnknownQueue {
+            queue: queue.to_owned(),
+        })?;
+        runtime
+            .partition_ids
+            .get(partition as usize)
+            .copied()
+            .ok_or_else(|| OutboxError::PartitionOutOfRange {
+                queue: queue.to_owned(),
+                partition,
+                partitions: runtime.config.partitions,
+            })
+    }
+}

@@ -1,0 +1,233 @@
+//! Reading and updating a partition row and its outgoing messages: the
+//! statements both processing modes share.
+
+use std::time::Duration;
+
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, LockBehavior, Order, Query};
+use sea_orm::{ConnectionTrait, QueryResult};
+use uuid::Uuid;
+
+use crate::error::OutboxError;
+use crate::message::{Batch, Delivery};
+use crate::outbox::Shared;
+use crate::worker::settlement::Settlement;
+
+/// A partition row as a worker sees it, with the database clock.
+#[derive(Debug, Clone)]
+pub(crate) struct PartitionState {
+    pub(crate) processed_seq: i64,
+    pub(crate) next_seq: i64,
+    pub(crate) attempts: u32,
+    pub(crate) retry_at: i64,
+    pub(crate) lease_token: i64,
+    pub(crate) now: i64,
+}
+
+impl PartitionState {
+    /// Whether sequenced messages wait beyond the cursor.
+    pub(crate) fn has_work(&self) -> bool {
+        self.next_seq - 1 > self.processed_seq
+    }
+
+    /// How long the partition must still wait for a retry, if at all.
+    pub(crate) fn backoff(&self) -> Option<Duration> {
+        (self.retry_at > self.now).then(|| Duration::from_millis(u64::try_from(self.retry_at - self.now).unwrap_or(0)))
+    }
+}
+
+fn get<T: sea_orm::TryGetable>(row: &QueryResult, column: &str) -> Result<T, sea_orm::DbErr> {
+    row.try_get::<T>("", column)
+}
+
+/// Reads the partition row; with `lock`, takes the dialect's row lock with
+/// `SKIP LOCKED` and returns `None` when another worker holds it.
+pub(crate) async fn state<C: ConnectionTrait>(
+    shared: &Shared,
+    conn: &C,
+    partition_id: i64,
+    lock: bool,
+) -> Result<Option<PartitionState>, OutboxError> {
+    let mut select = Query::select();
+    select
+        .columns(["processed_seq", "next_seq", "attempts", "retry_at", "lease_token"])
+        .expr_as(shared.dialect.now_millis(), Alias::new("now_ms"))
+        .from(shared.tables.partition.clone())
+        .and_where(Expr::col("id").eq(partition_id));
+    if lock && let Some(lock_type) = shared.dialect.partition_lock() {
+        select.lock_with_behavior(lock_type, LockBehavior::SkipLocked);
+    }
+    let Some(row) = conn.query_one(&select).await.map_err(|e| shared.db_error(e))? else {
+        return Ok(None);
+    };
+    let parse = || -> Result<PartitionState, sea_orm::DbErr> {
+        Ok(PartitionState {
+            processed_seq: get(&row, "processed_seq")?,
+            next_seq: get(&row, "next_seq")?,
+            attempts: u32::try_from(get::<i32>(&row, "attempts")?).unwrap_or(0),
+            retry_at: get(&row, "retry_at")?,
+            lease_token: get(&row, "lease_token")?,
+            now: get(&row, "now_ms")?,
+        })
+    };
+    parse().map(Some).map_err(|e| shared.db_error(e))
+}
+
+/// Reads up to `limit` messages after `processed_seq`, stopping at a gap.
+pub(crate) async fn read_batch<C: ConnectionTrait>(
+    shared: &Shared,
+    conn: &C,
+    partition_id: i64,
+    processed_seq: i64,
+    limit: u32,
+) -> Result<Vec<Delivery>, OutboxError> {
+    let (outgoing, body) = (&shared.tables.outgoing, &shared.tables.body);
+    let select = Query::select()
+        .column((outgoing.clone(), "seq"))
+        .columns([
+            (body.clone(), "message_id"),
+            (body.clone(), "payload"),
+            (body.clone(), "payload_type"),
+            (body.clone(), "headers"),
+            (body.clone(), "created_at"),
+        ])
+        .from(outgoing.clone())
+        .inner_join(
+            body.clone(),
+            Expr::col((body.clone(), "message_id")).equals((outgoing.clone(), "message_id")),
+        )
+        .and_where(Expr::col((outgoing.clone(), "partition_id")).eq(partition_id))
+        .and_where(Expr::col((outgoing.clone(), "seq")).gt(processed_seq))
+        .order_by((outgoing.clone(), "seq"), Order::Asc)
+        .limit(u64::from(limit))
+        .to_owned();
+    let rows = conn.query_all(&select).await.map_err(|e| shared.db_error(e))?;
+    let mut deliveries = Vec::with_capacity(rows.len());
+    for row in rows {
+        let delivery = parse_delivery(&row).map_err(|e| shared.db_error(e))?;
+        // Dense by construction; a gap would mean a missing body, so stop there.
+        if delivery.seq != processed_seq + 1 + deliveries.len() as i64 {
+            tracing::error!(partition_id, seq = delivery.seq, "outbox found a gap in a partition; stopping the batch before it");
+            break;
+        }
+        deliveries.push(delivery);
+    }
+    Ok(deliveries)
+}
+
+fn parse_delivery(row: &QueryResult) -> Result<Delivery, sea_orm::DbErr> {
+    let id: Vec<u8> = get(row, "message_id")?;
+    let headers: String = get(row, "headers")?;
+    Ok(Delivery {
+        seq: get(row, "seq")?,
+        message_id: Uuid::from_slice(&id).map_err(|e| sea_orm::DbErr::Type(e.to_string()))?,
+        payload: get(row, "payload")?,
+        payload_type: get(row, "payload_type")?,
+        headers: serde_json::from_str(&headers).map_err(|e| sea_orm::DbErr::Json(e.to_string()))?,
+        enqueued_at_ms: get(row, "created_at")?,
+    })
+}
+
+/// Where a settlement is written: the partition row, guarded in leased mode
+/// by the fencing token, which also extends the lease.
+pub(crate) struct Fence {
+    pub(crate) token: i64,
+    pub(crate) lease: Duration,
+}
+
+/// Writes a settlement: cursor, attempts and retry time on the partition row,
+/// and the dead letters. Returns `false` (and writes nothing) when the fence
+/// no longer matches: the lease was lost and the acknowledgement is refused.
+pub(crate) async fn persist<C: ConnectionTrait>(
+    shared: &Shared,
+    conn: &C,
+    partition_id: i64,
+    batch: &Batch,
+    settlement: &Settlement,
+    fence: Option<&Fence>,
+) -> Result<bool, OutboxError> {
+    let now = shared.dialect.now_millis();
+    let mut update = Query::update();
+    update
+        .table(shared.tables.partition.clone())
+        .value("processed_seq", settlement.processed_seq)
+        .and_where(Expr::col("id").eq(partition_id));
+    match &settlement.retry {
+        Some(retry) => {
+            let delay = i64::try_from(retry.delay.as_millis()).unwrap_or(i64::MAX / 2);
+            update
+                .value("attempts", i32::try_from(retry.attempts).unwrap_or(i32::MAX))
+                .value("last_error", retry.error.clone())
+                .value("retry_at", now.clone().add(delay));
+        }
+        None => {
+            update
+                .value("attempts", 0)
+                .value("last_error", Option::<String>::None)
+                .value("retry_at", 0);
+        }
+    }
+    if let Some(fence) = fence {
+        let lease_ms = i64::try_from(fence.lease.as_millis()).unwrap_or(i64::MAX / 2);
+        update
+            .value("lease_until", now.clone().add(lease_ms))
+            .and_where(Expr::col("lease_token").eq(fence.token));
+    }
+    let result = conn.execute(&update).await.map_err(|e| shared.db_error(e))?;
+    if result.rows_affected() == 0 {
+        return Ok(false);
+    }
+    insert_dead_letters(shared, conn, batch, settlement).await?;
+    Ok(true)
+}
+
+async fn insert_dead_letters<C: ConnectionTrait>(
+    shared: &Shared,
+    conn: &C,
+    batch: &Batch,
+    settlement: &Settlement,
+) -> Result<(), OutboxError> {
+    if settlement.dead_letters.is_empty() {
+        return Ok(());
+    }
+    let now = shared.dialect.now_millis();
+    let mut insert = Query::insert();
+    insert.into_table(shared.tables.dead_letter.clone()).columns([
+        "queue_name",
+        "partition_no",
+        "seq",
+        "message_id",
+        "payload",
+        "payload_type",
+        "headers",
+        "created_at",
+        "failed_at",
+        "attempts",
+        "last_error",
+        "status",
+    ]);
+    for dead in &settlement.dead_letters {
+        let Some(message) = batch.messages.get(dead.index) else {
+            continue;
+        };
+        let headers = serde_json::to_string(&message.headers).map_err(OutboxError::Json)?;
+        tracing::warn!(queue = %batch.queue, partition = batch.partition, seq = message.seq, message_id = %message.message_id, reason = %dead.reason, "outbox dead-lettered a message");
+        insert
+            .values([
+                Expr::val(batch.queue.clone()),
+                Expr::val(i64::from(batch.partition)),
+                Expr::val(message.seq),
+                Expr::val(message.message_id.as_bytes().to_vec()),
+                Expr::val(message.payload.clone()),
+                Expr::val(message.payload_type.clone()),
+                Expr::val(headers),
+                Expr::val(message.enqueued_at_ms),
+                now.clone(),
+                Expr::val(i64::from(dead.attempts)),
+                Expr::val(dead.reason.clone()),
+                Expr::val("pending"),
+            ])
+            .map_err(|e| OutboxError::InvalidConfig(e.to_string()))?;
+    }
+    conn.execute(&insert).await.map_err(|e| shared.db_error(e))?;
+    Ok(())
+}

@@ -1,0 +1,191 @@
+//! One task per partition: waits for work, hands batches to the handler,
+//! advances the cursor. Transactional mode lives here; leased mode in `lease`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sea_orm::TransactionTrait;
+use tokio::sync::Notify;
+use tracing::Instrument;
+
+use crate::error::OutboxError;
+use crate::handler::{BatchResult, TransactionalHandler};
+use crate::message::Batch;
+use crate::outbox::Shared;
+use crate::queue::{Mode, Queue};
+use crate::worker::guard::guarded;
+use crate::worker::lease::HeldLease;
+use crate::worker::partition_row::{self, PartitionState};
+use crate::worker::settlement::{Settlement, settle};
+use crate::worker::{Shutdown, WorkerConfig, error_backoff};
+
+/// What one step of a processor did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// Settled at least one message: look again at once.
+    Progressed,
+    /// Nothing to do: sleep until woken.
+    Idle,
+    /// Another worker holds the partition: look again after a poll interval.
+    Busy,
+    /// The head message waits for a retry.
+    Backoff(Duration),
+}
+
+/// The processor of one partition.
+pub(crate) struct PartitionWorker {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) queue: Queue,
+    pub(crate) partition: u32,
+    pub(crate) partition_id: i64,
+    pub(crate) wake: Arc<Notify>,
+    pub(crate) shutdown: Shutdown,
+    pub(crate) config: WorkerConfig,
+    pub(crate) lease: Option<HeldLease>,
+}
+
+impl PartitionWorker {
+    /// Runs until stop; the batch in flight when stop is requested finishes.
+    pub(crate) async fn run(mut self) {
+        let mut errors = 0;
+        while !self.shutdown.is_set() {
+            let step = self.run_once().await;
+            match step {
+                Ok(Step::Progressed) => errors = 0,
+                Ok(Step::Idle) => {
+                    errors = 0;
+                    self.wait(None).await;
+                }
+                Ok(Step::Busy) => {
+                    errors = 0;
+                    self.wait(Some(self.config.poll_interval)).await;
+                }
+                Ok(Step::Backoff(delay)) => {
+                    errors = 0;
+                    self.shutdown.sleep(delay).await;
+                }
+                Err(err) => {
+                    errors += 1;
+                    tracing::warn!(queue = %self.queue.name, partition = self.partition, error = %err, "outbox processor step failed");
+                    self.shutdown.sleep(error_backoff(errors)).await;
+                }
+            }
+        }
+        if let Err(err) = self.release_lease().await {
+            tracing::warn!(queue = %self.queue.name, partition = self.partition, error = %err, "outbox could not release a lease on stop");
+        }
+    }
+
+    async fn wait(&mut self, timeout: Option<Duration>) {
+        let wake = self.wake.clone();
+        let timeout = timeout.unwrap_or(Duration::MAX);
+        tokio::select! {
+            () = wake.notified() => {}
+            () = self.shutdown.sleep(timeout) => {}
+        }
+    }
+
+    /// One step: lock or lease the partition, hand one batch to the handler,
+    /// record the outcome.
+    pub(crate) async fn run_once(&mut self) -> Result<Step, OutboxError> {
+        let span = tracing::debug_span!("outbox.process", queue = %self.queue.name, partition = self.partition, seq = tracing::field::Empty, count = tracing::field::Empty);
+        match self.queue.mode.clone() {
+            Mode::Transactional(handler) => self.run_once_transactional(handler.as_ref()).instrument(span).await,
+            Mode::Leased(handler) => self.run_once_leased(handler.as_ref()).instrument(span).await,
+            Mode::ProduceOnly => Ok(Step::Idle),
+        }
+    }
+
+    pub(crate) fn batch(&self, state: &PartitionState, messages: Vec<crate::Delivery>) -> Batch {
+        let span = tracing::Span::current();
+        if let Some(first) = messages.first() {
+            span.record("seq", first.seq);
+        }
+        span.record("count", messages.len());
+        Batch {
+            queue: self.queue.name.clone(),
+            partition: self.partition,
+            attempt: state.attempts,
+            messages,
+        }
+    }
+
+    async fn run_once_transactional(&mut self, handler: &dyn TransactionalHandler) -> Result<Step, OutboxError> {
+        let shared = self.shared.clone();
+        let txn = shared
+            .db
+            .begin_with_options(shared.dialect.worker_transaction())
+            .await
+            .map_err(|e| shared.db_error(e))?;
+        let Some(state) = partition_row::state(&shared, &txn, self.partition_id, true).await? else {
+            txn.rollback().await.map_err(|e| shared.db_error(e))?;
+            return Ok(Step::Busy);
+        };
+        if let Some(delay) = state.backoff() {
+            txn.rollback().await.map_err(|e| shared.db_error(e))?;
+            return Ok(Step::Backoff(delay));
+        }
+        let messages = if state.has_work() {
+            partition_row::read_batch(&shared, &txn, self.partition_id, state.processed_seq, self.queue.batch_size).await?
+        } else {
+            Vec::new()
+        };
+        if messages.is_empty() {
+            txn.commit().await.map_err(|e| shared.db_error(e))?;
+            return Ok(Step::Idle);
+        }
+        let batch = self.batch(&state, messages);
+
+        let savepoint = txn.begin().await.map_err(|e| shared.db_error(e))?;
+        let result = guarded(handler.handle(&savepoint, &batch), self.queue.handler_timeout).await;
+        let settlement = settle(&batch, state.processed_seq, result, &self.queue.retry);
+        let released = if settlement.rollback_writes {
+            savepoint.rollback().await
+        } else {
+            savepoint.commit().await
+        };
+        if let Err(err) = released {
+            // The handler left the transaction unusable (on PostgreSQL a failed
+            // statement aborts it): roll everything back and record the
+            // attempt in a fresh transaction so the partition does not stall.
+            let _ = txn.rollback().await;
+            return self
+                .record_failure(&batch, &state, format!("the handler left the transaction failed: {err}"))
+                .await;
+        }
+        partition_row::persist(&shared, &txn, self.partition_id, &batch, &settlement, None).await?;
+        txn.commit().await.map_err(|e| shared.db_error(e))?;
+        Ok(step_after(&settlement, state.processed_seq))
+    }
+
+    async fn record_failure(&mut self, batch: &Batch, state: &PartitionState, reason: String) -> Result<Step, OutboxError> {
+        let shared = self.shared.clone();
+        let settlement = settle(batch, state.processed_seq, BatchResult::retry(reason), &self.queue.retry);
+        let txn = shared
+            .db
+            .begin_with_options(shared.dialect.worker_transaction())
+            .await
+            .map_err(|e| shared.db_error(e))?;
+        match partition_row::state(&shared, &txn, self.partition_id, true).await? {
+            Some(now) if now.processed_seq == state.processed_seq => {
+                partition_row::persist(&shared, &txn, self.partition_id, batch, &settlement, None).await?;
+                txn.commit().await.map_err(|e| shared.db_error(e))?;
+                Ok(step_after(&settlement, state.processed_seq))
+            }
+            _ => {
+                txn.rollback().await.map_err(|e| shared.db_error(e))?;
+                Ok(Step::Busy)
+            }
+        }
+    }
+}
+
+/// The step a written settlement leads to.
+pub(crate) fn step_after(settlement: &Settlement, processed_before: i64) -> Step {
+    match &settlement.retry {
+        Some(retry) if !settlement.progressed(processed_before) => Step::Backoff(retry.delay),
+        // Progress first, then the retried message waits its turn on the
+        // next step, which reads the stored retry time.
+        _ => Step::Progressed,
+    }
+}

@@ -1,0 +1,62 @@
+//! The MySQL and MariaDB dialect.
+
+use outbox_core::sea_orm;
+use outbox_core::{ColumnKind, DbErrorKind, Dialect};
+use sea_orm::sea_query::{ColumnType, Expr, LockType, StringLen};
+use sea_orm::{DbBackend, IsolationLevel, TransactionOptions};
+
+use crate::error_codes;
+
+/// The outbox dialect for MySQL and MariaDB: hand it to `Outbox::builder` and
+/// `OutboxSchema::new`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MySqlDialect;
+
+impl Dialect for MySqlDialect {
+    fn backend(&self) -> DbBackend {
+        DbBackend::MySql
+    }
+
+    fn name(&self) -> &'static str {
+        "mysql"
+    }
+
+    fn column_type(&self, kind: ColumnKind) -> ColumnType {
+        match kind {
+            ColumnKind::BigInt => ColumnType::BigInteger,
+            ColumnKind::Int => ColumnType::Integer,
+            ColumnKind::Name => ColumnType::String(StringLen::N(128)),
+            ColumnKind::Text => ColumnType::custom("MEDIUMTEXT"),
+            ColumnKind::Bytes => ColumnType::custom("LONGBLOB"),
+            ColumnKind::MessageId => ColumnType::Binary(16),
+            _ => ColumnType::Text,
+        }
+    }
+
+    fn indexes_inline(&self) -> bool {
+        true
+    }
+
+    fn worker_transaction(&self) -> TransactionOptions {
+        TransactionOptions {
+            isolation_level: Some(IsolationLevel::ReadCommitted),
+            ..TransactionOptions::default()
+        }
+    }
+
+    fn partition_lock(&self) -> Option<LockType> {
+        Some(LockType::Update)
+    }
+
+    fn now_millis(&self) -> Expr {
+        Expr::cust("CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS SIGNED)")
+    }
+
+    fn classify(&self, code: Option<&str>, message: &str) -> DbErrorKind {
+        error_codes::classify(code, message)
+    }
+
+    fn startup_statements(&self) -> &'static [&'static str] {
+        &[]
+    }
+}

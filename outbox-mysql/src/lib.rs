@@ -1,0 +1,29 @@
+//! The MySQL and MariaDB backend of the outbox: one [`Dialect`](outbox_core::Dialect)
+//! implementation, [`MySqlDialect`], and nothing else; every worker and API
+//! lives in `outbox-core`.
+//!
+//! | what | value |
+//! |---|---|
+//! | isolation | READ COMMITTED for worker transactions (no gap locks), whatever the server default |
+//! | partition lock | `FOR UPDATE SKIP LOCKED` on the partition row only; message rows are never skip-locked |
+//! | wakeups | in-process after commit, plus polling |
+//! | minimum version | MySQL 8.0.1, MariaDB 10.6 |
+//! | known limits | indexes are declared inside `CREATE TABLE` (MySQL has no `CREATE INDEX IF NOT EXISTS`) |
+//!
+//! ```no_run
+//! # async fn example(db: outbox_core::DatabaseConnection) -> Result<(), outbox_core::OutboxError> {
+//! use outbox_core::{Outbox, OutboxSchema, Queue};
+//! use outbox_mysql::MySqlDialect;
+//! OutboxSchema::new(MySqlDialect).migrate(&db).await?;
+//! let handle = Outbox::builder(db, MySqlDialect)
+//!     .queue(Queue::produce_only("orders", 8))
+//!     .start()
+//!     .await?;
+//! # handle.stop().await;
+//! # Ok(()) }
+//! ```
+
+mod dialect;
+mod error_codes;
+
+pub use dialect::MySqlDialect;

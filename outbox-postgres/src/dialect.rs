@@ -1,0 +1,58 @@
+//! The PostgreSQL dialect.
+
+use outbox_core::sea_orm;
+use outbox_core::{ColumnKind, DbErrorKind, Dialect};
+use sea_orm::sea_query::{ColumnType, Expr, LockType, StringLen};
+use sea_orm::{DbBackend, TransactionOptions};
+
+use crate::error_codes;
+
+/// The outbox dialect for PostgreSQL: hand it to `Outbox::builder` and
+/// `OutboxSchema::new`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PostgresDialect;
+
+impl Dialect for PostgresDialect {
+    fn backend(&self) -> DbBackend {
+        DbBackend::Postgres
+    }
+
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn column_type(&self, kind: ColumnKind) -> ColumnType {
+        match kind {
+            ColumnKind::BigInt => ColumnType::BigInteger,
+            ColumnKind::Int => ColumnType::Integer,
+            ColumnKind::Name => ColumnType::String(StringLen::N(128)),
+            ColumnKind::Text => ColumnType::Text,
+            ColumnKind::Bytes | ColumnKind::MessageId => ColumnType::Blob,
+            _ => ColumnType::Text,
+        }
+    }
+
+    fn indexes_inline(&self) -> bool {
+        false
+    }
+
+    fn worker_transaction(&self) -> TransactionOptions {
+        TransactionOptions::default()
+    }
+
+    fn partition_lock(&self) -> Option<LockType> {
+        Some(LockType::NoKeyUpdate)
+    }
+
+    fn now_millis(&self) -> Expr {
+        Expr::cust("(extract(epoch from clock_timestamp()) * 1000)::bigint")
+    }
+
+    fn classify(&self, code: Option<&str>, message: &str) -> DbErrorKind {
+        error_codes::classify(code, message)
+    }
+
+    fn startup_statements(&self) -> &'static [&'static str] {
+        &[]
+    }
+}

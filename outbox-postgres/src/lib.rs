@@ -1,0 +1,29 @@
+//! The PostgreSQL backend of the outbox: one [`Dialect`](outbox_core::Dialect)
+//! implementation, [`PostgresDialect`], and nothing else; every worker and API
+//! lives in `outbox-core`.
+//!
+//! | what | value |
+//! |---|---|
+//! | isolation | READ COMMITTED (the server default) |
+//! | partition lock | `FOR NO KEY UPDATE SKIP LOCKED` (does not block inserts' `KEY SHARE` locks) |
+//! | wakeups | in-process after commit, plus polling |
+//! | minimum version | PostgreSQL 12 |
+//! | known limits | none beyond the server's |
+//!
+//! ```no_run
+//! # async fn example(db: outbox_core::DatabaseConnection) -> Result<(), outbox_core::OutboxError> {
+//! use outbox_core::{Outbox, OutboxSchema, Queue};
+//! use outbox_postgres::PostgresDialect;
+//! OutboxSchema::new(PostgresDialect).migrate(&db).await?;
+//! let handle = Outbox::builder(db, PostgresDialect)
+//!     .queue(Queue::produce_only("orders", 8))
+//!     .start()
+//!     .await?;
+//! # handle.stop().await;
+//! # Ok(()) }
+//! ```
+
+mod dialect;
+mod error_codes;
+
+pub use dialect::PostgresDialect;

@@ -1,0 +1,61 @@
+//! The SQLite dialect.
+
+use outbox_core::sea_orm;
+use outbox_core::{ColumnKind, DbErrorKind, Dialect};
+use sea_orm::sea_query::{ColumnType, Expr, LockType, StringLen};
+use sea_orm::{DbBackend, SqliteTransactionMode, TransactionOptions};
+
+use crate::error_codes;
+
+/// The outbox dialect for SQLite: hand it to `Outbox::builder` and
+/// `OutboxSchema::new`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SqliteDialect;
+
+impl Dialect for SqliteDialect {
+    fn backend(&self) -> DbBackend {
+        DbBackend::Sqlite
+    }
+
+    fn name(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn column_type(&self, kind: ColumnKind) -> ColumnType {
+        match kind {
+            ColumnKind::BigInt => ColumnType::BigInteger,
+            ColumnKind::Int => ColumnType::Integer,
+            ColumnKind::Name => ColumnType::String(StringLen::N(128)),
+            ColumnKind::Text => ColumnType::Text,
+            ColumnKind::Bytes | ColumnKind::MessageId => ColumnType::Blob,
+            _ => ColumnType::Text,
+        }
+    }
+
+    fn indexes_inline(&self) -> bool {
+        false
+    }
+
+    fn worker_transaction(&self) -> TransactionOptions {
+        TransactionOptions {
+            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+            ..TransactionOptions::default()
+        }
+    }
+
+    fn partition_lock(&self) -> Option<LockType> {
+        None
+    }
+
+    fn now_millis(&self) -> Expr {
+        Expr::cust("CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)")
+    }
+
+    fn classify(&self, code: Option<&str>, message: &str) -> DbErrorKind {
+        error_codes::classify(code, message)
+    }
+
+    fn startup_statements(&self) -> &'static [&'static str] {
+        &["PRAGMA journal_mode=WAL"]
+    }
+}
