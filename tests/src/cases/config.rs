@@ -1,0 +1,133 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use outbox_core::{OutboxBuilder, OutboxError, Queue};
+use sea_orm_migration::SchemaManager;
+
+use crate::{Backend, Recorder, TestDb};
+
+async fn start_err(builder: OutboxBuilder) -> OutboxError {
+    match builder.start().await {
+        Ok(handle) => {
+            handle.stop().await;
+            panic!("start accepted a bad configuration");
+        }
+        Err(err) => err,
+    }
+}
+
+/// Configuration errors are reported by `start()`, each with its own variant.
+pub async fn bad_configuration_fails_at_start(db: TestDb) {
+    let rec = Recorder::default();
+    let err = start_err(db.builder().queue(Queue::leased("q", 0, rec.clone()))).await;
+    assert!(
+        matches!(err, OutboxError::InvalidConfig(ref m) if m.contains("partitions")),
+        "{err:?}"
+    );
+    let err = start_err(db.builder().queue(Queue::leased("q", 5000, rec.clone()))).await;
+    assert!(matches!(err, OutboxError::InvalidConfig(_)), "{err:?}");
+    let err = start_err(db.builder().queue(Queue::leased("", 1, rec.clone()))).await;
+    assert!(
+        matches!(err, OutboxError::InvalidQueueName { .. }),
+        "{err:?}"
+    );
+    let err = start_err(db.builder().queue(Queue::leased("a'b", 1, rec.clone()))).await;
+    assert!(
+        matches!(err, OutboxError::InvalidQueueName { .. }),
+        "{err:?}"
+    );
+    let err = start_err(
+        db.builder()
+            .queue(Queue::leased("q", 1, rec.clone()))
+            .queue(Queue::produce_only("q", 2)),
+    )
+    .await;
+    assert!(matches!(err, OutboxError::DuplicateQueue { .. }), "{err:?}");
+    let err = start_err(
+        db.builder()
+            .table_prefix("Bad-Prefix")
+            .queue(Queue::produce_only("q", 1)),
+    )
+    .await;
+    assert!(
+        matches!(err, OutboxError::InvalidTablePrefix { .. }),
+        "{err:?}"
+    );
+    let err = start_err(
+        db.builder().queue(
+            Queue::leased("q", 1, rec.clone())
+                .lease(Duration::from_secs(5))
+                .handler_timeout(Duration::from_secs(10)),
+        ),
+    )
+    .await;
+    assert!(
+        matches!(err, OutboxError::InvalidConfig(ref m) if m.contains("lease")),
+        "{err:?}"
+    );
+    let err = start_err(
+        db.builder()
+            .queue(Queue::leased("q", 1, rec.clone()).batch_size(0)),
+    )
+    .await;
+    assert!(matches!(err, OutboxError::InvalidConfig(_)), "{err:?}");
+    let err = start_err(db.builder()).await;
+    assert!(matches!(err, OutboxError::InvalidConfig(_)), "{err:?}");
+
+    let wrong: Arc<dyn outbox_core::Dialect> = match db.backend {
+        Backend::Sqlite => Arc::new(outbox_postgres::PostgresDialect),
+        Backend::Postgres | Backend::MySql => Arc::new(outbox_sqlite::SqliteDialect),
+    };
+    let err =
+        start_err(OutboxBuilder::new(db.db.clone(), wrong).queue(Queue::produce_only("q", 1)))
+            .await;
+    assert!(
+        matches!(err, OutboxError::DialectMismatch { .. }),
+        "{err:?}"
+    );
+
+    let unmigrated = format!("{}x_", db.prefix);
+    let err = start_err(
+        db.builder()
+            .table_prefix(unmigrated)
+            .queue(Queue::produce_only("q", 1)),
+    )
+    .await;
+    assert!(matches!(err, OutboxError::SchemaMissing { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("migrate"),
+        "the message should say how to fix it: {err}"
+    );
+    assert!(rec.is_empty());
+}
+
+/// Migrations can run again, from two pools at once, and through sea-orm-migration.
+pub async fn migrations_are_rerunnable_and_concurrent(db: TestDb) {
+    // Already migrated by the harness: running again is harmless.
+    db.schema().migrate(&db.db).await.unwrap();
+    for migration in db.schema().migrations() {
+        migration.up(&SchemaManager::new(&db.db)).await.unwrap();
+        assert!(sea_orm_migration::MigrationName::name(migration.as_ref()).contains(&db.prefix));
+    }
+    // A fresh prefix migrated by two pools at once.
+    let other = db.another_pool().await;
+    let fresh = db.schema().prefix(&format!("{}c_", db.prefix)).unwrap();
+    let (a, b) = tokio::join!(fresh.migrate(&db.db), fresh.migrate(&other));
+    a.unwrap();
+    b.unwrap();
+    let handle = db
+        .builder()
+        .table_prefix(format!("{}c_", db.prefix))
+        .queue(Queue::produce_only("q", 2))
+        .start()
+        .await
+        .unwrap();
+    handle.stop().await;
+    if db.backend != Backend::Sqlite {
+        for table in ["partition", "body", "incoming", "outgoing", "dead_letter"] {
+            db.exec(&format!("DROP TABLE IF EXISTS {}c_{table}", db.prefix))
+                .await;
+        }
+    }
+    other.close().await.ok();
+}

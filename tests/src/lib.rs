@@ -1,0 +1,54 @@
+//! The conformance suite: every case is written once, in `cases`, and run
+//! against each backend by the entry files in `tests/` through [`suite!`].
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
+pub mod cases;
+mod harness;
+mod recorder;
+
+pub use harness::{Backend, TestDb};
+pub use recorder::{Received, Recorder, wait_until};
+
+/// Expands to one `#[tokio::test]` per case for one backend, so
+/// `cargo test rollback_leaves_no_message` runs the case everywhere and a
+/// failure names case and backend.
+#[macro_export]
+macro_rules! suite {
+    ($backend:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() {
+                if let Some(db) = $crate::TestDb::connect($backend, stringify!($case)).await {
+                    $crate::cases::$case(db.clone()).await;
+                    db.cleanup().await;
+                }
+            }
+        )*
+    };
+}
+
+/// Every case of the suite, for the backend entry files.
+#[macro_export]
+macro_rules! all_cases {
+    ($backend:expr) => {
+        $crate::suite!($backend;
+            rollback_leaves_no_message,
+            order_per_partition_with_four_producers,
+            no_loss_across_ten_thousand_messages,
+            transactional_handler_writes_commit_exactly_once,
+            leased_redelivers_after_lease_expiry_and_refuses_stale_ack,
+            retry_then_success_keeps_order,
+            reject_dead_letters_and_partition_goes_on,
+            panicking_and_hanging_handlers_count_as_retries,
+            vacuum_removes_processed_rows,
+            stop_then_restart_resumes_without_redelivery,
+            two_instances_share_partitions_without_duplicates,
+            two_leased_instances_lose_nothing,
+            bad_input_returns_typed_errors_and_changes_nothing,
+            bad_configuration_fails_at_start,
+            migrations_are_rerunnable_and_concurrent,
+            late_committed_message_is_not_skipped,
+        );
+    };
+}
