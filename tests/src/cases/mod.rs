@@ -22,6 +22,7 @@ pub use ordering::{
     order_per_partition_with_four_producers,
 };
 pub use transactional::{
+    failed_statement_in_handler_does_not_stall_partition,
     stop_then_restart_resumes_without_redelivery, transactional_handler_writes_commit_exactly_once,
     two_instances_share_partitions_without_duplicates,
 };

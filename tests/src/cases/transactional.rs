@@ -224,3 +224,67 @@ pub async fn two_instances_share_partitions_without_duplicates(db: TestDb) {
     assert_eq!(db.count("side").await, 2000);
     assert_eq!(rec.order_violations(), 0);
 }
+
+/// Runs a failing statement on its first call and claims success anyway; on
+/// PostgreSQL that aborts the transaction, which must cost one retry, not a
+/// stalled partition.
+#[derive(Clone)]
+struct FailsStatementOnce {
+    db: TestDb,
+    rec: Recorder,
+    calls: Arc<AtomicUsize>,
+}
+
+#[async_trait::async_trait]
+impl TransactionalHandler for FailsStatementOnce {
+    async fn handle(&self, txn: &DatabaseTransaction, batch: &Batch) -> BatchResult {
+        if self.calls.fetch_add(1, Ordering::SeqCst) == 0 {
+            let _ = txn
+                .execute_unprepared("SELECT no_such_column FROM no_such_table")
+                .await;
+        }
+        for m in &batch.messages {
+            if let Err(err) = txn
+                .execute_raw(self.db.side_insert(m.message_id, m.seq))
+                .await
+            {
+                return BatchResult::retry(err.to_string());
+            }
+        }
+        self.rec.record(batch);
+        BatchResult::success()
+    }
+}
+
+/// A handler that leaves its transaction failed does not stall the partition,
+/// and its writes never commit twice.
+pub async fn failed_statement_in_handler_does_not_stall_partition(db: TestDb) {
+    db.create_side_table().await;
+    let rec = Recorder::default();
+    let handler = FailsStatementOnce {
+        db: db.clone(),
+        rec: rec.clone(),
+        calls: Arc::default(),
+    };
+    let retry = outbox_core::RetryPolicy::exponential(
+        std::time::Duration::from_millis(5),
+        std::time::Duration::from_millis(10),
+    );
+    let handle = db
+        .builder()
+        .queue(Queue::transactional("q", 1, handler.clone()).retry(retry))
+        .start()
+        .await
+        .unwrap();
+    produce(&db, handle.outbox(), "q", 0, 20).await;
+    assert!(
+        side_rows_reach(&db, 20).await,
+        "side rows: {}",
+        db.count("side").await
+    );
+    handle.stop().await;
+    assert_eq!(db.count("side").await, 20);
+    assert_eq!(rec.distinct(), 20);
+    assert_eq!(rec.order_violations(), 0);
+    assert!(handler.calls.load(Ordering::SeqCst) >= 2 || rec.len() == 20);
+}
