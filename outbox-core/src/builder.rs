@@ -132,7 +132,9 @@ impl OutboxBuilder {
             });
         }
         if self.queues.is_empty() {
-            return Err(OutboxError::InvalidConfig("no queue registered: add one with OutboxBuilder::queue".into()));
+            return Err(OutboxError::InvalidConfig(
+                "no queue registered: add one with OutboxBuilder::queue".into(),
+            ));
         }
         let mut names = HashSet::new();
         for queue in &self.queues {
@@ -143,20 +145,29 @@ impl OutboxBuilder {
                 });
             }
         }
-        let in_range = |d: Duration| d >= Duration::from_millis(1) && d <= Duration::from_secs(3600);
+        let in_range =
+            |d: Duration| d >= Duration::from_millis(1) && d <= Duration::from_secs(3600);
         if !in_range(self.config.poll_interval) || !in_range(self.config.vacuum_interval) {
             return Err(OutboxError::InvalidConfig(
                 "poll and vacuum intervals must be between 1 ms and 1 hour".into(),
             ));
         }
-        if !(1..=10_000).contains(&self.config.sequencer_batch) || !(1..=10_000).contains(&self.config.vacuum_batch) {
-            return Err(OutboxError::InvalidConfig("sequencer and vacuum batches must be between 1 and 10000".into()));
+        if !(1..=10_000).contains(&self.config.sequencer_batch)
+            || !(1..=10_000).contains(&self.config.vacuum_batch)
+        {
+            return Err(OutboxError::InvalidConfig(
+                "sequencer and vacuum batches must be between 1 and 10000".into(),
+            ));
         }
         if self.max_payload_bytes == 0 || self.max_payload_bytes > 64 * 1024 * 1024 {
-            return Err(OutboxError::InvalidConfig("max_payload_bytes must be between 1 and 64 MiB".into()));
+            return Err(OutboxError::InvalidConfig(
+                "max_payload_bytes must be between 1 and 64 MiB".into(),
+            ));
         }
         if self.config.owner.is_empty() || self.config.owner.len() > 128 {
-            return Err(OutboxError::InvalidConfig("the instance name must be 1 to 128 bytes".into()));
+            return Err(OutboxError::InvalidConfig(
+                "the instance name must be 1 to 128 bytes".into(),
+            ));
         }
         Ok(tables)
     }
@@ -180,7 +191,8 @@ impl OutboxBuilder {
                 .map_err(|e| crate::db_error(dialect.as_ref(), e))?;
         }
         check_schema(&self.db, dialect.as_ref(), &tables).await?;
-        let partition_ids = ensure_partitions(&self.db, dialect.as_ref(), &tables, &self.queues).await?;
+        let partition_ids =
+            ensure_partitions(&self.db, dialect.as_ref(), &tables, &self.queues).await?;
 
         let mut queues = HashMap::new();
         let mut partition_wakers = HashMap::new();
@@ -188,7 +200,12 @@ impl OutboxBuilder {
             let ids: Vec<i64> = (0..queue.partitions)
                 .map(|n| partition_ids.get(&(queue.name.clone(), n)).copied())
                 .collect::<Option<_>>()
-                .ok_or_else(|| OutboxError::InvalidConfig(format!("partition rows of queue {:?} are missing", queue.name)))?;
+                .ok_or_else(|| {
+                    OutboxError::InvalidConfig(format!(
+                        "partition rows of queue {:?} are missing",
+                        queue.name
+                    ))
+                })?;
             if self.run_workers && !matches!(queue.mode, Mode::ProduceOnly) {
                 for id in &ids {
                     partition_wakers.insert(*id, Arc::new(Notify::new()));
@@ -237,7 +254,9 @@ impl OutboxBuilder {
                     continue;
                 }
                 for (partition, id) in runtime.partition_ids.iter().enumerate() {
-                    let Some(wake) = shared.partition_wakers.get(id).cloned() else { continue };
+                    let Some(wake) = shared.partition_wakers.get(id).cloned() else {
+                        continue;
+                    };
                     // Look once at start: there may be a backlog from before.
                     wake.notify_one();
                     let worker = PartitionWorker {
@@ -262,18 +281,59 @@ impl OutboxBuilder {
 
 /// Reads every column the workers use from every table, so a missing or old
 /// schema is reported at start rather than as a failing worker later.
-async fn check_schema(db: &DatabaseConnection, dialect: &dyn Dialect, tables: &Tables) -> Result<(), OutboxError> {
+async fn check_schema(
+    db: &DatabaseConnection,
+    dialect: &dyn Dialect,
+    tables: &Tables,
+) -> Result<(), OutboxError> {
     let probes: [(&sea_orm::sea_query::Alias, &[&'static str]); 5] = [
         (
             &tables.partition,
-            &["id", "queue_name", "partition_no", "next_seq", "processed_seq", "attempts", "last_error", "retry_at", "lease_owner", "lease_until", "lease_token"],
+            &[
+                "id",
+                "queue_name",
+                "partition_no",
+                "next_seq",
+                "processed_seq",
+                "attempts",
+                "last_error",
+                "retry_at",
+                "lease_owner",
+                "lease_until",
+                "lease_token",
+            ],
         ),
-        (&tables.body, &["message_id", "payload", "payload_type", "headers", "created_at"]),
+        (
+            &tables.body,
+            &[
+                "message_id",
+                "payload",
+                "payload_type",
+                "headers",
+                "created_at",
+            ],
+        ),
         (&tables.incoming, &["id", "partition_id", "message_id"]),
         (&tables.outgoing, &["partition_id", "seq", "message_id"]),
         (
             &tables.dead_letter,
-            &["id", "queue_name", "partition_no", "seq", "message_id", "payload", "payload_type", "headers", "created_at", "failed_at", "attempts", "last_error", "status", "deadline", "completed_at"],
+            &[
+                "id",
+                "queue_name",
+                "partition_no",
+                "seq",
+                "message_id",
+                "payload",
+                "payload_type",
+                "headers",
+                "created_at",
+                "failed_at",
+                "attempts",
+                "last_error",
+                "status",
+                "deadline",
+                "completed_at",
+            ],
         ),
     ];
     for (table, columns) in probes {
@@ -285,7 +345,9 @@ async fn check_schema(db: &DatabaseConnection, dialect: &dyn Dialect, tables: &T
         if let Err(source) = db.query_all(&select).await {
             let err = crate::db_error(dialect, source);
             return Err(match err {
-                OutboxError::Database { kind, source } if kind == DbErrorKind::MissingSchema || kind == DbErrorKind::Other => {
+                OutboxError::Database { kind, source }
+                    if kind == DbErrorKind::MissingSchema || kind == DbErrorKind::Other =>
+                {
                     OutboxError::SchemaMissing {
                         prefix: tables.prefix.clone(),
                         source,

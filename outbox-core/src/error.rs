@@ -42,7 +42,9 @@ pub enum OutboxError {
         queue: String,
     },
     /// A partition number at or above the queue's partition count.
-    #[error("partition {partition} is out of range for queue {queue:?}, which has {partitions} partitions (0..{partitions})")]
+    #[error(
+        "partition {partition} is out of range for queue {queue:?}, which has {partitions} partitions (0..{partitions})"
+    )]
     PartitionOutOfRange {
         /// The queue.
         queue: String,
@@ -52,7 +54,9 @@ pub enum OutboxError {
         partitions: u32,
     },
     /// A message payload over the configured limit.
-    #[error("payload of {size} bytes exceeds the limit of {limit} bytes; raise it with OutboxBuilder::max_payload_bytes or send a smaller payload")]
+    #[error(
+        "payload of {size} bytes exceeds the limit of {limit} bytes; raise it with OutboxBuilder::max_payload_bytes or send a smaller payload"
+    )]
     PayloadTooLarge {
         /// The payload's size in bytes.
         size: usize,
@@ -84,7 +88,9 @@ pub enum OutboxError {
         reason: &'static str,
     },
     /// A table prefix that is not a safe SQL identifier.
-    #[error("invalid table prefix {prefix:?}: use 1 to 40 characters of [a-z0-9_], starting with a letter")]
+    #[error(
+        "invalid table prefix {prefix:?}: use 1 to 40 characters of [a-z0-9_], starting with a letter"
+    )]
     InvalidTablePrefix {
         /// The prefix given.
         prefix: String,
@@ -99,7 +105,9 @@ pub enum OutboxError {
         queue: String,
     },
     /// The dialect does not match the connection's database.
-    #[error("the {dialect} dialect was given a {connection} connection: use the dialect crate for your database")]
+    #[error(
+        "the {dialect} dialect was given a {connection} connection: use the dialect crate for your database"
+    )]
     DialectMismatch {
         /// The dialect's backend.
         dialect: &'static str,
@@ -107,7 +115,9 @@ pub enum OutboxError {
         connection: String,
     },
     /// The outbox tables are missing or older than this version.
-    #[error("the outbox tables with prefix {prefix:?} are missing or out of date: run outbox_core::migrate (or add outbox_core::migrations to your Migrator) before starting")]
+    #[error(
+        "the outbox tables with prefix {prefix:?} are missing or out of date: run outbox_core::migrate (or add outbox_core::migrations to your Migrator) before starting"
+    )]
     SchemaMissing {
         /// The table prefix.
         prefix: String,

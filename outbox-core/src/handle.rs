@@ -15,7 +15,11 @@ pub struct OutboxHandle {
 }
 
 impl OutboxHandle {
-    pub(crate) fn new(outbox: Outbox, stop: watch::Sender<bool>, tasks: Vec<JoinHandle<()>>) -> Self {
+    pub(crate) fn new(
+        outbox: Outbox,
+        stop: watch::Sender<bool>,
+        tasks: Vec<JoinHandle<()>>,
+    ) -> Self {
         Self {
             outbox,
             stop,

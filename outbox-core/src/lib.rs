@@ -113,16 +113,18 @@ fn classify(dialect: &dyn Dialect, err: &DbErr) -> DbErrorKind {
     use sea_orm::sqlx::Error as SqlxError;
     match err {
         DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => DbErrorKind::Connection,
-        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => match e.as_ref() {
-            SqlxError::Database(db) => dialect.classify(db.code().as_deref(), db.message()),
-            SqlxError::Io(_)
-            | SqlxError::Tls(_)
-            | SqlxError::Protocol(_)
-            | SqlxError::PoolTimedOut
-            | SqlxError::PoolClosed
-            | SqlxError::WorkerCrashed => DbErrorKind::Connection,
-            _ => DbErrorKind::Other,
-        },
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
+            match e.as_ref() {
+                SqlxError::Database(db) => dialect.classify(db.code().as_deref(), db.message()),
+                SqlxError::Io(_)
+                | SqlxError::Tls(_)
+                | SqlxError::Protocol(_)
+                | SqlxError::PoolTimedOut
+                | SqlxError::PoolClosed
+                | SqlxError::WorkerCrashed => DbErrorKind::Connection,
+                _ => DbErrorKind::Other,
+            }
+        }
         _ => DbErrorKind::Other,
     }
 }

@@ -170,7 +170,10 @@ mod tests {
         let message = Message::new("t", vec![0u8; 11]);
         assert!(matches!(
             message.validate(10),
-            Err(OutboxError::PayloadTooLarge { size: 11, limit: 10 })
+            Err(OutboxError::PayloadTooLarge {
+                size: 11,
+                limit: 10
+            })
         ));
         assert!(message.validate(11).is_ok());
     }

@@ -113,9 +113,17 @@ impl OutboxSchema {
         def
     }
 
-    fn index(&self, table: &sea_orm::sea_query::Alias, suffix: &str, columns: &[&'static str]) -> IndexCreateStatement {
+    fn index(
+        &self,
+        table: &sea_orm::sea_query::Alias,
+        suffix: &str,
+        columns: &[&'static str],
+    ) -> IndexCreateStatement {
         let mut index = Index::create();
-        index.name(self.tables.name(suffix)).table(table.clone()).if_not_exists();
+        index
+            .name(self.tables.name(suffix))
+            .table(table.clone())
+            .if_not_exists();
         for column in columns {
             index.col(*column);
         }
@@ -150,15 +158,23 @@ impl OutboxSchema {
             .col(with_default(self.column("lease_token", BigInt), 0))
             .to_owned();
         let partition_indexes = vec![
-            self.index(&t.partition, "partition_queue_no", &["queue_name", "partition_no"])
-                .unique()
-                .to_owned(),
+            self.index(
+                &t.partition,
+                "partition_queue_no",
+                &["queue_name", "partition_no"],
+            )
+            .unique()
+            .to_owned(),
         ];
 
         let body = Table::create()
             .table(t.body.clone())
             .if_not_exists()
-            .col(self.column("message_id", MessageId).primary_key().to_owned())
+            .col(
+                self.column("message_id", MessageId)
+                    .primary_key()
+                    .to_owned(),
+            )
             .col(self.column("payload", Bytes))
             .col(self.column("payload_type", Name))
             .col(self.column("headers", Text))
@@ -172,7 +188,11 @@ impl OutboxSchema {
             .col(self.column("partition_id", BigInt))
             .col(self.column("message_id", MessageId))
             .to_owned();
-        let incoming_indexes = vec![self.index(&t.incoming, "incoming_partition_id", &["partition_id", "id"])];
+        let incoming_indexes = vec![self.index(
+            &t.incoming,
+            "incoming_partition_id",
+            &["partition_id", "id"],
+        )];
 
         let outgoing = Table::create()
             .table(t.outgoing.clone())
@@ -203,7 +223,11 @@ impl OutboxSchema {
             .col(nullable(self.column("completed_at", BigInt)))
             .to_owned();
         let dead_letter_indexes = vec![
-            self.index(&t.dead_letter, "dead_letter_scope", &["status", "queue_name", "partition_no"]),
+            self.index(
+                &t.dead_letter,
+                "dead_letter_scope",
+                &["status", "queue_name", "partition_no"],
+            ),
             self.index(&t.dead_letter, "dead_letter_failed_at", &["failed_at"]),
             self.index(&t.dead_letter, "dead_letter_message_id", &["message_id"]),
         ];

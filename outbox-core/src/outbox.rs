@@ -6,7 +6,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use sea_orm::sea_query::{Expr, Query};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, TransactionError, TransactionTrait};
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, TransactionError, TransactionTrait,
+};
 use tokio::sync::Notify;
 use tracing::Instrument;
 use uuid::Uuid;
@@ -95,8 +97,12 @@ impl Outbox {
         key: impl Into<PartitionKey>,
         message: Message,
     ) -> Result<Uuid, OutboxError> {
-        let ids = self.enqueue_batch(conn, queue, [(key.into(), message)]).await?;
-        ids.into_iter().next().ok_or_else(|| OutboxError::InvalidConfig("enqueue wrote no message".into()))
+        let ids = self
+            .enqueue_batch(conn, queue, [(key.into(), message)])
+            .await?;
+        ids.into_iter()
+            .next()
+            .ok_or_else(|| OutboxError::InvalidConfig("enqueue wrote no message".into()))
     }
 
     /// Enqueues several messages to one queue with one multi-row INSERT per
@@ -109,16 +115,24 @@ impl Outbox {
     ///
     /// # Cancel safety
     /// Not cancel safe, as [`Outbox::enqueue`].
-    pub async fn enqueue_batch<C, I, K>(&self, conn: &C, queue: &str, messages: I) -> Result<Vec<Uuid>, OutboxError>
+    pub async fn enqueue_batch<C, I, K>(
+        &self,
+        conn: &C,
+        queue: &str,
+        messages: I,
+    ) -> Result<Vec<Uuid>, OutboxError>
     where
         C: ConnectionTrait,
         I: IntoIterator<Item = (K, Message)>,
         K: Into<PartitionKey>,
     {
         let shared = &self.shared;
-        let runtime = shared.queues.get(queue).ok_or_else(|| OutboxError::UnknownQueue {
-            queue: queue.to_owned(),
-        })?;
+        let runtime = shared
+            .queues
+            .get(queue)
+            .ok_or_else(|| OutboxError::UnknownQueue {
+                queue: queue.to_owned(),
+            })?;
         let partitions = runtime.config.partitions;
 
         let mut rows = Vec::new();
@@ -151,8 +165,13 @@ impl Outbox {
         async {
             for chunk in rows.chunks(ROWS_PER_STATEMENT) {
                 let mut body = Query::insert();
-                body.into_table(shared.tables.body.clone())
-                    .columns(["message_id", "payload", "payload_type", "headers", "created_at"]);
+                body.into_table(shared.tables.body.clone()).columns([
+                    "message_id",
+                    "payload",
+                    "payload_type",
+                    "headers",
+                    "created_at",
+                ]);
                 let mut incoming = Query::insert();
                 incoming
                     .into_table(shared.tables.incoming.clone())
@@ -170,8 +189,12 @@ impl Outbox {
                         .values([Expr::val(*partition_id), Expr::val(id.as_bytes().to_vec())])
                         .map_err(|e| OutboxError::InvalidConfig(e.to_string()))?;
                 }
-                conn.execute(&body).await.map_err(|err| self.insert_error(err, &given_ids))?;
-                conn.execute(&incoming).await.map_err(|err| self.insert_error(err, &given_ids))?;
+                conn.execute(&body)
+                    .await
+                    .map_err(|err| self.insert_error(err, &given_ids))?;
+                conn.execute(&incoming)
+                    .await
+                    .map_err(|err| self.insert_error(err, &given_ids))?;
             }
             Ok(rows.iter().map(|(id, ..)| *id).collect())
         }
@@ -200,7 +223,10 @@ impl Outbox {
     /// connection/commit error.
     pub async fn transaction<F, T, E>(&self, callback: F) -> Result<T, TransactionError<E>>
     where
-        F: for<'c> FnOnce(&'c DatabaseTransaction) -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>> + Send,
+        F: for<'c> FnOnce(
+                &'c DatabaseTransaction,
+            ) -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>>
+            + Send,
         T: Send,
         E: std::fmt::Display + std::fmt::Debug + Send,
     {

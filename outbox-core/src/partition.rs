@@ -71,8 +71,14 @@ mod tests {
 
     #[test]
     fn keys_map_to_stable_partitions() {
-        assert_eq!(PartitionKey::from("customer-1").resolve(8), (fnv1a_64(b"customer-1") % 8) as u32);
-        assert_eq!(PartitionKey::from("a").resolve(16), 0xaf63_dc4c_8601_ec8c_u64 as u32 % 16);
+        assert_eq!(
+            PartitionKey::from("customer-1").resolve(8),
+            (fnv1a_64(b"customer-1") % 8) as u32
+        );
+        assert_eq!(
+            PartitionKey::from("a").resolve(16),
+            0xaf63_dc4c_8601_ec8c_u64 as u32 % 16
+        );
         assert_eq!(PartitionKey::from(5).resolve(8), 5);
     }
 }

@@ -85,7 +85,11 @@ impl Queue {
     /// A queue in transactional mode: the handler runs in the transaction that
     /// locks the partition and advances its cursor, so its database writes
     /// commit with the acknowledgement, exactly once.
-    pub fn transactional(name: impl Into<String>, partitions: u32, handler: impl TransactionalHandler) -> Self {
+    pub fn transactional(
+        name: impl Into<String>,
+        partitions: u32,
+        handler: impl TransactionalHandler,
+    ) -> Self {
         Self::new(name, partitions, Mode::Transactional(Arc::new(handler)))
     }
 
@@ -163,7 +167,9 @@ impl Queue {
                 self.name
             )));
         }
-        if matches!(self.mode, Mode::Leased(_)) && self.lease < self.handler_timeout + self.lease_headroom {
+        if matches!(self.mode, Mode::Leased(_))
+            && self.lease < self.handler_timeout + self.lease_headroom
+        {
             return Err(OutboxError::InvalidConfig(format!(
                 "queue {:?} has a lease of {:?}, shorter than the handler timeout {:?} plus the headroom {:?}: lengthen the lease or shorten the timeout",
                 self.name, self.lease, self.handler_timeout, self.lease_headroom
@@ -185,7 +191,10 @@ pub(crate) fn validate_queue_name(name: &str) -> Result<(), OutboxError> {
         Some("it is empty")
     } else if name.len() > MAX_QUEUE_NAME_LEN {
         Some("it is longer than 64 bytes")
-    } else if !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')) {
+    } else if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+    {
         Some("use only letters, digits, '_', '.' and '-'")
     } else {
         None
@@ -214,7 +223,11 @@ mod tests {
     #[test]
     fn partition_counts_are_checked() {
         assert!(Queue::produce_only("q", 0).validate().is_err());
-        assert!(Queue::produce_only("q", MAX_PARTITIONS + 1).validate().is_err());
+        assert!(
+            Queue::produce_only("q", MAX_PARTITIONS + 1)
+                .validate()
+                .is_err()
+        );
         assert!(Queue::produce_only("q", MAX_PARTITIONS).validate().is_ok());
     }
 }

@@ -93,7 +93,8 @@ mod tests {
 
     #[test]
     fn jittered_delay_stays_within_bounds() {
-        let policy = RetryPolicy::exponential(Duration::from_millis(100), Duration::from_secs(1)).jitter(0.5);
+        let policy = RetryPolicy::exponential(Duration::from_millis(100), Duration::from_secs(1))
+            .jitter(0.5);
         for _ in 0..100 {
             let delay = policy.delay(2);
             assert!(delay <= Duration::from_millis(200) && delay >= Duration::from_millis(100));
@@ -105,6 +106,10 @@ mod tests {
         let policy = RetryPolicy::default().max_attempts(Some(3));
         assert!(!policy.exhausted(2));
         assert!(policy.exhausted(3));
-        assert!(!RetryPolicy::default().max_attempts(None).exhausted(u32::MAX));
+        assert!(
+            !RetryPolicy::default()
+                .max_attempts(None)
+                .exhausted(u32::MAX)
+        );
     }
 }

@@ -69,7 +69,15 @@ mod tests {
     fn prefixes_are_strict_identifiers() {
         assert!(Tables::new("outbox_").is_ok());
         assert!(Tables::new("t1_a").is_ok());
-        for bad in ["", "1abc", "Outbox", "a-b", "a;drop table x", "a b", &"a".repeat(41)] {
+        for bad in [
+            "",
+            "1abc",
+            "Outbox",
+            "a-b",
+            "a;drop table x",
+            "a b",
+            &"a".repeat(41),
+        ] {
             assert!(Tables::new(bad).is_err(), "{bad:?} accepted");
         }
     }

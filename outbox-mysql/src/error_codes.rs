@@ -15,7 +15,9 @@ pub(crate) fn classify(code: Option<&str>, message: &str) -> DbErrorKind {
         Some(code) if code.starts_with("08") => DbErrorKind::Connection,
         // ER_LOCK_WAIT_TIMEOUT (1205) is HY000
         _ if message.contains("Lock wait timeout") => DbErrorKind::Busy,
-        _ if message.contains("server has gone away") || message.contains("Lost connection") => DbErrorKind::Connection,
+        _ if message.contains("server has gone away") || message.contains("Lost connection") => {
+            DbErrorKind::Connection
+        }
         _ => DbErrorKind::Other,
     }
 }
@@ -26,10 +28,25 @@ mod tests {
 
     #[test]
     fn codes_map_to_kinds() {
-        assert_eq!(classify(Some("40001"), "Deadlock found"), DbErrorKind::Conflict);
-        assert_eq!(classify(Some("23000"), "Duplicate entry 'x' for key 'PRIMARY'"), DbErrorKind::UniqueViolation);
-        assert_eq!(classify(Some("42S02"), "Table 'test.x' doesn't exist"), DbErrorKind::MissingSchema);
-        assert_eq!(classify(Some("HY000"), "Lock wait timeout exceeded"), DbErrorKind::Busy);
-        assert_eq!(classify(Some("HY000"), "something else"), DbErrorKind::Other);
+        assert_eq!(
+            classify(Some("40001"), "Deadlock found"),
+            DbErrorKind::Conflict
+        );
+        assert_eq!(
+            classify(Some("23000"), "Duplicate entry 'x' for key 'PRIMARY'"),
+            DbErrorKind::UniqueViolation
+        );
+        assert_eq!(
+            classify(Some("42S02"), "Table 'test.x' doesn't exist"),
+            DbErrorKind::MissingSchema
+        );
+        assert_eq!(
+            classify(Some("HY000"), "Lock wait timeout exceeded"),
+            DbErrorKind::Busy
+        );
+        assert_eq!(
+            classify(Some("HY000"), "something else"),
+            DbErrorKind::Other
+        );
     }
 }

@@ -58,7 +58,9 @@ mod tests {
     #[tokio::test]
     async fn panic_becomes_retry() {
         let result = guarded(async { panic!("boom") }, Duration::from_secs(1)).await;
-        assert!(matches!(result, BatchResult::All(crate::Outcome::Retry { reason, .. }) if reason.contains("boom")));
+        assert!(
+            matches!(result, BatchResult::All(crate::Outcome::Retry { reason, .. }) if reason.contains("boom"))
+        );
     }
 
     #[tokio::test]
@@ -71,6 +73,8 @@ mod tests {
             Duration::from_millis(10),
         )
         .await;
-        assert!(matches!(result, BatchResult::All(crate::Outcome::Retry { reason, .. }) if reason.contains("timed out")));
+        assert!(
+            matches!(result, BatchResult::All(crate::Outcome::Retry { reason, .. }) if reason.contains("timed out"))
+        );
     }
 }

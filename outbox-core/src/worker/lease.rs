@@ -46,13 +46,22 @@ async fn take<C: TransactionTrait>(
         .value("lease_until", now.clone().add(millis(lease)))
         .value("lease_token", Expr::col("lease_token").add(1))
         .and_where(Expr::col("id").eq(partition_id))
-        .and_where(Expr::col("lease_until").lte(now).or(Expr::col("lease_owner").eq(owner)))
+        .and_where(
+            Expr::col("lease_until")
+                .lte(now)
+                .or(Expr::col("lease_owner").eq(owner)),
+        )
         .to_owned();
     let txn = db
         .begin_with_options(shared.dialect.worker_transaction())
         .await
         .map_err(|e| shared.db_error(e))?;
-    let taken = txn.execute(&update).await.map_err(|e| shared.db_error(e))?.rows_affected() > 0;
+    let taken = txn
+        .execute(&update)
+        .await
+        .map_err(|e| shared.db_error(e))?
+        .rows_affected()
+        > 0;
     let state = if taken {
         partition_row::state(shared, &txn, partition_id, false).await?
     } else {
@@ -63,19 +72,36 @@ async fn take<C: TransactionTrait>(
 }
 
 /// Extends a lease; `false` if the token changed (the lease was lost).
-async fn renew<C: ConnectionTrait>(shared: &Shared, conn: &C, partition_id: i64, token: i64, lease: Duration) -> Result<bool, OutboxError> {
+async fn renew<C: ConnectionTrait>(
+    shared: &Shared,
+    conn: &C,
+    partition_id: i64,
+    token: i64,
+    lease: Duration,
+) -> Result<bool, OutboxError> {
     let update = Query::update()
         .table(shared.tables.partition.clone())
-        .value("lease_until", shared.dialect.now_millis().add(millis(lease)))
+        .value(
+            "lease_until",
+            shared.dialect.now_millis().add(millis(lease)),
+        )
         .and_where(Expr::col("id").eq(partition_id))
         .and_where(Expr::col("lease_token").eq(token))
         .to_owned();
-    let result = conn.execute(&update).await.map_err(|e| shared.db_error(e))?;
+    let result = conn
+        .execute(&update)
+        .await
+        .map_err(|e| shared.db_error(e))?;
     Ok(result.rows_affected() > 0)
 }
 
 /// Ends a lease early so another instance can take the partition at once.
-async fn release<C: ConnectionTrait>(shared: &Shared, conn: &C, partition_id: i64, token: i64) -> Result<(), OutboxError> {
+async fn release<C: ConnectionTrait>(
+    shared: &Shared,
+    conn: &C,
+    partition_id: i64,
+    token: i64,
+) -> Result<(), OutboxError> {
     let update = Query::update()
         .table(shared.tables.partition.clone())
         .value("lease_until", 0)
@@ -83,12 +109,17 @@ async fn release<C: ConnectionTrait>(shared: &Shared, conn: &C, partition_id: i6
         .and_where(Expr::col("id").eq(partition_id))
         .and_where(Expr::col("lease_token").eq(token))
         .to_owned();
-    conn.execute(&update).await.map_err(|e| shared.db_error(e))?;
+    conn.execute(&update)
+        .await
+        .map_err(|e| shared.db_error(e))?;
     Ok(())
 }
 
 impl PartitionWorker {
-    pub(crate) async fn run_once_leased(&mut self, handler: &dyn LeasedHandler) -> Result<Step, OutboxError> {
+    pub(crate) async fn run_once_leased(
+        &mut self,
+        handler: &dyn LeasedHandler,
+    ) -> Result<Step, OutboxError> {
         let shared = self.shared.clone();
         let lease_len = self.queue.lease;
 
@@ -105,7 +136,15 @@ impl PartitionWorker {
                     }
                 }
             }
-            _ => match take(&shared, &shared.db, self.partition_id, &self.config.owner, lease_len).await? {
+            _ => match take(
+                &shared,
+                &shared.db,
+                self.partition_id,
+                &self.config.owner,
+                lease_len,
+            )
+            .await?
+            {
                 Some(state) => {
                     self.lease = Some(HeldLease {
                         token: state.lease_token,
@@ -128,8 +167,14 @@ impl PartitionWorker {
         if !state.has_work() {
             return Ok(Step::Idle);
         }
-        let messages =
-            partition_row::read_batch(&shared, &shared.db, self.partition_id, state.processed_seq, self.queue.batch_size).await?;
+        let messages = partition_row::read_batch(
+            &shared,
+            &shared.db,
+            self.partition_id,
+            state.processed_seq,
+            self.queue.batch_size,
+        )
+        .await?;
         if messages.is_empty() {
             return Ok(Step::Idle);
         }
@@ -147,7 +192,16 @@ impl PartitionWorker {
             .begin_with_options(shared.dialect.worker_transaction())
             .await
             .map_err(|e| shared.db_error(e))?;
-        if !partition_row::persist(&shared, &txn, self.partition_id, &batch, &settlement, Some(&fence)).await? {
+        if !partition_row::persist(
+            &shared,
+            &txn,
+            self.partition_id,
+            &batch,
+            &settlement,
+            Some(&fence),
+        )
+        .await?
+        {
             txn.rollback().await.map_err(|e| shared.db_error(e))?;
             tracing::warn!(queue = %self.queue.name, partition = self.partition, token = held.token, "outbox lease was lost; acknowledgement refused, the batch will be delivered again");
             self.lease = None;
@@ -176,7 +230,10 @@ impl PartitionWorker {
         tokio::pin!(handler);
         let mut renew_at = Instant::now() + lease_len / 3;
         loop {
-            let cancel_at = held.expires.checked_sub(headroom).unwrap_or_else(Instant::now);
+            let cancel_at = held
+                .expires
+                .checked_sub(headroom)
+                .unwrap_or_else(Instant::now);
             tokio::select! {
                 result = &mut handler => {
                     self.lease = Some(held);
@@ -234,7 +291,13 @@ impl Outbox {
     /// # Errors
     /// [`OutboxError::UnknownQueue`], [`OutboxError::PartitionOutOfRange`],
     /// or a database error.
-    pub async fn take_lease(&self, queue: &str, partition: u32, owner: &str, lease: Duration) -> Result<Option<Lease>, OutboxError> {
+    pub async fn take_lease(
+        &self,
+        queue: &str,
+        partition: u32,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<Option<Lease>, OutboxError> {
         let partition_id = self.partition_id(queue, partition)?;
         let state = take(&self.shared, &self.shared.db, partition_id, owner, lease).await?;
         Ok(state.map(|state| Lease {
@@ -261,14 +324,23 @@ impl Outbox {
             .and_where(Expr::col("lease_token").eq(lease.token))
             .and_where(Expr::col("processed_seq").lt(seq))
             .to_owned();
-        let result = self.shared.db.execute(&update).await.map_err(|e| self.shared.db_error(e))?;
+        let result = self
+            .shared
+            .db
+            .execute(&update)
+            .await
+            .map_err(|e| self.shared.db_error(e))?;
         Ok(result.rows_affected() > 0)
     }
 
     pub(crate) fn partition_id(&self, queue: &str, partition: u32) -> Result<i64, OutboxError> {
-        let runtime = self.shared.queues.get(queue).ok_or_else(|| OutboxError::UnknownQueue {
-            queue: queue.to_owned(),
-        })?;
+        let runtime = self
+            .shared
+            .queues
+            .get(queue)
+            .ok_or_else(|| OutboxError::UnknownQueue {
+                queue: queue.to_owned(),
+            })?;
         runtime
             .partition_ids
             .get(partition as usize)

@@ -31,7 +31,8 @@ impl PartitionState {
 
     /// How long the partition must still wait for a retry, if at all.
     pub(crate) fn backoff(&self) -> Option<Duration> {
-        (self.retry_at > self.now).then(|| Duration::from_millis(u64::try_from(self.retry_at - self.now).unwrap_or(0)))
+        (self.retry_at > self.now)
+            .then(|| Duration::from_millis(u64::try_from(self.retry_at - self.now).unwrap_or(0)))
     }
 }
 
@@ -49,14 +50,24 @@ pub(crate) async fn state<C: ConnectionTrait>(
 ) -> Result<Option<PartitionState>, OutboxError> {
     let mut select = Query::select();
     select
-        .columns(["processed_seq", "next_seq", "attempts", "retry_at", "lease_token"])
+        .columns([
+            "processed_seq",
+            "next_seq",
+            "attempts",
+            "retry_at",
+            "lease_token",
+        ])
         .expr_as(shared.dialect.now_millis(), Alias::new("now_ms"))
         .from(shared.tables.partition.clone())
         .and_where(Expr::col("id").eq(partition_id));
     if lock && let Some(lock_type) = shared.dialect.partition_lock() {
         select.lock_with_behavior(lock_type, LockBehavior::SkipLocked);
     }
-    let Some(row) = conn.query_one(&select).await.map_err(|e| shared.db_error(e))? else {
+    let Some(row) = conn
+        .query_one(&select)
+        .await
+        .map_err(|e| shared.db_error(e))?
+    else {
         return Ok(None);
     };
     let parse = || -> Result<PartitionState, sea_orm::DbErr> {
@@ -100,13 +111,20 @@ pub(crate) async fn read_batch<C: ConnectionTrait>(
         .order_by((outgoing.clone(), "seq"), Order::Asc)
         .limit(u64::from(limit))
         .to_owned();
-    let rows = conn.query_all(&select).await.map_err(|e| shared.db_error(e))?;
+    let rows = conn
+        .query_all(&select)
+        .await
+        .map_err(|e| shared.db_error(e))?;
     let mut deliveries = Vec::with_capacity(rows.len());
     for row in rows {
         let delivery = parse_delivery(&row).map_err(|e| shared.db_error(e))?;
         // Dense by construction; a gap would mean a missing body, so stop there.
         if delivery.seq != processed_seq + 1 + deliveries.len() as i64 {
-            tracing::error!(partition_id, seq = delivery.seq, "outbox found a gap in a partition; stopping the batch before it");
+            tracing::error!(
+                partition_id,
+                seq = delivery.seq,
+                "outbox found a gap in a partition; stopping the batch before it"
+            );
             break;
         }
         deliveries.push(delivery);
@@ -155,7 +173,10 @@ pub(crate) async fn persist<C: ConnectionTrait>(
         Some(retry) => {
             let delay = i64::try_from(retry.delay.as_millis()).unwrap_or(i64::MAX / 2);
             update
-                .value("attempts", i32::try_from(retry.attempts).unwrap_or(i32::MAX))
+                .value(
+                    "attempts",
+                    i32::try_from(retry.attempts).unwrap_or(i32::MAX),
+                )
                 .value("last_error", retry.error.clone())
                 .value("retry_at", now.clone().add(delay));
         }
@@ -172,7 +193,10 @@ pub(crate) async fn persist<C: ConnectionTrait>(
             .value("lease_until", now.clone().add(lease_ms))
             .and_where(Expr::col("lease_token").eq(fence.token));
     }
-    let result = conn.execute(&update).await.map_err(|e| shared.db_error(e))?;
+    let result = conn
+        .execute(&update)
+        .await
+        .map_err(|e| shared.db_error(e))?;
     if result.rows_affected() == 0 {
         return Ok(false);
     }
@@ -191,20 +215,22 @@ async fn insert_dead_letters<C: ConnectionTrait>(
     }
     let now = shared.dialect.now_millis();
     let mut insert = Query::insert();
-    insert.into_table(shared.tables.dead_letter.clone()).columns([
-        "queue_name",
-        "partition_no",
-        "seq",
-        "message_id",
-        "payload",
-        "payload_type",
-        "headers",
-        "created_at",
-        "failed_at",
-        "attempts",
-        "last_error",
-        "status",
-    ]);
+    insert
+        .into_table(shared.tables.dead_letter.clone())
+        .columns([
+            "queue_name",
+            "partition_no",
+            "seq",
+            "message_id",
+            "payload",
+            "payload_type",
+            "headers",
+            "created_at",
+            "failed_at",
+            "attempts",
+            "last_error",
+            "status",
+        ]);
     for dead in &settlement.dead_letters {
         let Some(message) = batch.messages.get(dead.index) else {
             continue;
@@ -228,6 +254,8 @@ async fn insert_dead_letters<C: ConnectionTrait>(
             ])
             .map_err(|e| OutboxError::InvalidConfig(e.to_string()))?;
     }
-    conn.execute(&insert).await.map_err(|e| shared.db_error(e))?;
+    conn.execute(&insert)
+        .await
+        .map_err(|e| shared.db_error(e))?;
     Ok(())
 }

@@ -90,8 +90,16 @@ impl PartitionWorker {
     pub(crate) async fn run_once(&mut self) -> Result<Step, OutboxError> {
         let span = tracing::debug_span!("outbox.process", queue = %self.queue.name, partition = self.partition, seq = tracing::field::Empty, count = tracing::field::Empty);
         match self.queue.mode.clone() {
-            Mode::Transactional(handler) => self.run_once_transactional(handler.as_ref()).instrument(span).await,
-            Mode::Leased(handler) => self.run_once_leased(handler.as_ref()).instrument(span).await,
+            Mode::Transactional(handler) => {
+                self.run_once_transactional(handler.as_ref())
+                    .instrument(span)
+                    .await
+            }
+            Mode::Leased(handler) => {
+                self.run_once_leased(handler.as_ref())
+                    .instrument(span)
+                    .await
+            }
             Mode::ProduceOnly => Ok(Step::Idle),
         }
     }
@@ -110,14 +118,18 @@ impl PartitionWorker {
         }
     }
 
-    async fn run_once_transactional(&mut self, handler: &dyn TransactionalHandler) -> Result<Step, OutboxError> {
+    async fn run_once_transactional(
+        &mut self,
+        handler: &dyn TransactionalHandler,
+    ) -> Result<Step, OutboxError> {
         let shared = self.shared.clone();
         let txn = shared
             .db
             .begin_with_options(shared.dialect.worker_transaction())
             .await
             .map_err(|e| shared.db_error(e))?;
-        let Some(state) = partition_row::state(&shared, &txn, self.partition_id, true).await? else {
+        let Some(state) = partition_row::state(&shared, &txn, self.partition_id, true).await?
+        else {
             txn.rollback().await.map_err(|e| shared.db_error(e))?;
             return Ok(Step::Busy);
         };
@@ -126,7 +138,14 @@ impl PartitionWorker {
             return Ok(Step::Backoff(delay));
         }
         let messages = if state.has_work() {
-            partition_row::read_batch(&shared, &txn, self.partition_id, state.processed_seq, self.queue.batch_size).await?
+            partition_row::read_batch(
+                &shared,
+                &txn,
+                self.partition_id,
+                state.processed_seq,
+                self.queue.batch_size,
+            )
+            .await?
         } else {
             Vec::new()
         };
@@ -137,7 +156,11 @@ impl PartitionWorker {
         let batch = self.batch(&state, messages);
 
         let savepoint = txn.begin().await.map_err(|e| shared.db_error(e))?;
-        let result = guarded(handler.handle(&savepoint, &batch), self.queue.handler_timeout).await;
+        let result = guarded(
+            handler.handle(&savepoint, &batch),
+            self.queue.handler_timeout,
+        )
+        .await;
         let settlement = settle(&batch, state.processed_seq, result, &self.queue.retry);
         let released = if settlement.rollback_writes {
             savepoint.rollback().await
@@ -150,7 +173,11 @@ impl PartitionWorker {
             // attempt in a fresh transaction so the partition does not stall.
             let _ = txn.rollback().await;
             return self
-                .record_failure(&batch, &state, format!("the handler left the transaction failed: {err}"))
+                .record_failure(
+                    &batch,
+                    &state,
+                    format!("the handler left the transaction failed: {err}"),
+                )
                 .await;
         }
         partition_row::persist(&shared, &txn, self.partition_id, &batch, &settlement, None).await?;
@@ -158,9 +185,19 @@ impl PartitionWorker {
         Ok(step_after(&settlement, state.processed_seq))
     }
 
-    async fn record_failure(&mut self, batch: &Batch, state: &PartitionState, reason: String) -> Result<Step, OutboxError> {
+    async fn record_failure(
+        &mut self,
+        batch: &Batch,
+        state: &PartitionState,
+        reason: String,
+    ) -> Result<Step, OutboxError> {
         let shared = self.shared.clone();
-        let settlement = settle(batch, state.processed_seq, BatchResult::retry(reason), &self.queue.retry);
+        let settlement = settle(
+            batch,
+            state.processed_seq,
+            BatchResult::retry(reason),
+            &self.queue.retry,
+        );
         let txn = shared
             .db
             .begin_with_options(shared.dialect.worker_transaction())
@@ -168,7 +205,8 @@ impl PartitionWorker {
             .map_err(|e| shared.db_error(e))?;
         match partition_row::state(&shared, &txn, self.partition_id, true).await? {
             Some(now) if now.processed_seq == state.processed_seq => {
-                partition_row::persist(&shared, &txn, self.partition_id, batch, &settlement, None).await?;
+                partition_row::persist(&shared, &txn, self.partition_id, batch, &settlement, None)
+                    .await?;
                 txn.commit().await.map_err(|e| shared.db_error(e))?;
                 Ok(step_after(&settlement, state.processed_seq))
             }

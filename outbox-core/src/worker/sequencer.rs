@@ -99,7 +99,11 @@ impl Sequencer {
         let t = &shared.tables;
         let limit = u64::from(self.config.sequencer_batch);
         let err = |e| shared.db_error(e);
-        let txn = shared.db.begin_with_options(shared.dialect.worker_transaction()).await.map_err(err)?;
+        let txn = shared
+            .db
+            .begin_with_options(shared.dialect.worker_transaction())
+            .await
+            .map_err(err)?;
 
         // 1. Which partitions the oldest waiting rows belong to.
         let candidates = Query::select()
@@ -133,7 +137,10 @@ impl Sequencer {
         }
         let mut next_seq: BTreeMap<i64, i64> = BTreeMap::new();
         for row in txn.query_all(&lock).await.map_err(err)? {
-            next_seq.insert(row.try_get("", "id").map_err(err)?, row.try_get("", "next_seq").map_err(err)?);
+            next_seq.insert(
+                row.try_get("", "id").map_err(err)?,
+                row.try_get("", "next_seq").map_err(err)?,
+            );
         }
         if next_seq.is_empty() {
             txn.rollback().await.map_err(err)?;
@@ -154,7 +161,9 @@ impl Sequencer {
             let id: i64 = row.try_get("", "id").map_err(err)?;
             let partition_id: i64 = row.try_get("", "partition_id").map_err(err)?;
             let message_id: Vec<u8> = row.try_get("", "message_id").map_err(err)?;
-            let Some(seq) = next_seq.get_mut(&partition_id) else { continue };
+            let Some(seq) = next_seq.get_mut(&partition_id) else {
+                continue;
+            };
             moved.push((id, partition_id, *seq, message_id));
             *seq += 1;
         }
@@ -166,10 +175,16 @@ impl Sequencer {
         // 4. Write outgoing rows, delete the incoming ones, advance counters.
         for chunk in moved.chunks(ROWS_PER_STATEMENT) {
             let mut insert = Query::insert();
-            insert.into_table(t.outgoing.clone()).columns(["partition_id", "seq", "message_id"]);
+            insert
+                .into_table(t.outgoing.clone())
+                .columns(["partition_id", "seq", "message_id"]);
             for (_, partition_id, seq, message_id) in chunk {
                 insert
-                    .values([Expr::val(*partition_id), Expr::val(*seq), Expr::val(message_id.clone())])
+                    .values([
+                        Expr::val(*partition_id),
+                        Expr::val(*seq),
+                        Expr::val(message_id.clone()),
+                    ])
                     .map_err(|e| OutboxError::InvalidConfig(e.to_string()))?;
             }
             txn.execute(&insert).await.map_err(err)?;
@@ -179,10 +194,18 @@ impl Sequencer {
                 .to_owned();
             txn.execute(&delete).await.map_err(err)?;
         }
-        let touched: Vec<i64> = moved.iter().map(|(_, p, ..)| *p).collect::<HashSet<_>>().into_iter().collect();
+        let touched: Vec<i64> = moved
+            .iter()
+            .map(|(_, p, ..)| *p)
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
         let mut case = CaseStatement::new();
         for partition_id in &touched {
-            case = case.case(Expr::col("id").eq(*partition_id), Expr::val(next_seq[partition_id]));
+            case = case.case(
+                Expr::col("id").eq(*partition_id),
+                Expr::val(next_seq[partition_id]),
+            );
         }
         let case = case.finally(Expr::col("next_seq"));
         let update = Query::update()
@@ -215,7 +238,11 @@ pub(crate) async fn wake_partitions_with_work(shared: &Shared) -> Result<(), Out
         .and_where(Expr::col("queue_name").is_in(shared.queues.keys().cloned()))
         .and_where(Expr::col("next_seq").sub(1).gt(Expr::col("processed_seq")))
         .to_owned();
-    let rows = shared.db.query_all(&select).await.map_err(|e| shared.db_error(e))?;
+    let rows = shared
+        .db
+        .query_all(&select)
+        .await
+        .map_err(|e| shared.db_error(e))?;
     for row in rows {
         let id: i64 = row.try_get("", "id").map_err(|e| shared.db_error(e))?;
         if let Some(wake) = shared.partition_wakers.get(&id) {

@@ -42,14 +42,24 @@ impl Settlement {
 }
 
 /// Decides how `result` settles `batch`, whose cursor was `processed_seq`.
-pub(crate) fn settle(batch: &Batch, processed_seq: i64, result: BatchResult, policy: &RetryPolicy) -> Settlement {
+pub(crate) fn settle(
+    batch: &Batch,
+    processed_seq: i64,
+    result: BatchResult,
+    policy: &RetryPolicy,
+) -> Settlement {
     let (outcomes, rollback_writes) = match result {
         BatchResult::All(Outcome::Success) => (vec![Outcome::Success; batch.messages.len()], false),
-        BatchResult::All(Outcome::Reject { reason }) => (vec![Outcome::Reject { reason }; batch.messages.len()], true),
-        BatchResult::All(retry @ Outcome::Retry { .. }) => (vec![retry], true),
-        BatchResult::PerMessage(outcomes) if outcomes.is_empty() => {
-            (vec![Outcome::retry("the handler returned no outcome for the batch")], false)
+        BatchResult::All(Outcome::Reject { reason }) => {
+            (vec![Outcome::Reject { reason }; batch.messages.len()], true)
         }
+        BatchResult::All(retry @ Outcome::Retry { .. }) => (vec![retry], true),
+        BatchResult::PerMessage(outcomes) if outcomes.is_empty() => (
+            vec![Outcome::retry(
+                "the handler returned no outcome for the batch",
+            )],
+            false,
+        ),
         BatchResult::PerMessage(outcomes) => (outcomes, false),
     };
 
@@ -65,7 +75,11 @@ pub(crate) fn settle(batch: &Batch, processed_seq: i64, result: BatchResult, pol
         match outcome {
             Outcome::Success => settlement.processed_seq = message.seq,
             Outcome::Reject { reason } => {
-                settlement.dead_letters.push(DeadLetter { index, reason, attempts });
+                settlement.dead_letters.push(DeadLetter {
+                    index,
+                    reason,
+                    attempts,
+                });
                 settlement.processed_seq = message.seq;
             }
             Outcome::Retry { reason, after } => {
@@ -136,8 +150,18 @@ mod tests {
 
     #[test]
     fn per_message_retry_settles_the_prefix() {
-        let outcomes = vec![Outcome::Success, Outcome::reject("bad"), Outcome::retry("later"), Outcome::Success];
-        let s = settle(&batch(1..=4, 2), 0, BatchResult::PerMessage(outcomes), &policy());
+        let outcomes = vec![
+            Outcome::Success,
+            Outcome::reject("bad"),
+            Outcome::retry("later"),
+            Outcome::Success,
+        ];
+        let s = settle(
+            &batch(1..=4, 2),
+            0,
+            BatchResult::PerMessage(outcomes),
+            &policy(),
+        );
         assert_eq!(s.processed_seq, 2);
         assert_eq!(s.dead_letters.len(), 1);
         assert_eq!(s.dead_letters[0].index, 1);
@@ -147,7 +171,12 @@ mod tests {
 
     #[test]
     fn exhausted_retries_dead_letter_the_head() {
-        let s = settle(&batch(3..=4, 2), 2, BatchResult::retry("still down"), &policy());
+        let s = settle(
+            &batch(3..=4, 2),
+            2,
+            BatchResult::retry("still down"),
+            &policy(),
+        );
         assert_eq!(s.processed_seq, 3);
         assert_eq!(s.dead_letters.len(), 1);
         assert!(s.retry.is_none());
@@ -155,7 +184,12 @@ mod tests {
 
     #[test]
     fn short_outcome_vector_leaves_the_rest() {
-        let s = settle(&batch(1..=3, 0), 0, BatchResult::PerMessage(vec![Outcome::Success]), &policy());
+        let s = settle(
+            &batch(1..=3, 0),
+            0,
+            BatchResult::PerMessage(vec![Outcome::Success]),
+            &policy(),
+        );
         assert_eq!(s.processed_seq, 1);
         assert!(s.retry.is_none());
     }

@@ -54,19 +54,31 @@ impl Vacuum {
         for row in shared.db.query_all(&select).await.map_err(err)? {
             let id: i64 = row.try_get("", "id").map_err(err)?;
             let processed: i64 = row.try_get("", "processed_seq").map_err(err)?;
-            if self.vacuumed.get(&id).is_some_and(|done| *done >= processed) {
+            if self
+                .vacuumed
+                .get(&id)
+                .is_some_and(|done| *done >= processed)
+            {
                 continue;
             }
             let queue: String = row.try_get("", "queue_name").map_err(err)?;
             let partition: i32 = row.try_get("", "partition_no").map_err(err)?;
-            let span = tracing::debug_span!("outbox.vacuum", queue = %queue, partition, seq = processed);
-            deleted += self.vacuum_partition(id, processed).instrument(span).await?;
+            let span =
+                tracing::debug_span!("outbox.vacuum", queue = %queue, partition, seq = processed);
+            deleted += self
+                .vacuum_partition(id, processed)
+                .instrument(span)
+                .await?;
             self.vacuumed.insert(id, processed);
         }
         Ok(deleted)
     }
 
-    async fn vacuum_partition(&self, partition_id: i64, processed: i64) -> Result<u64, OutboxError> {
+    async fn vacuum_partition(
+        &self,
+        partition_id: i64,
+        processed: i64,
+    ) -> Result<u64, OutboxError> {
         let shared = &self.shared;
         let t = &shared.tables;
         let err = |e| shared.db_error(e);
@@ -101,7 +113,12 @@ impl Vacuum {
                 .and_where(Expr::col("partition_id").eq(partition_id))
                 .and_where(Expr::col("seq").lte(last_seq))
                 .to_owned();
-            deleted += shared.db.execute(&outgoing).await.map_err(err)?.rows_affected();
+            deleted += shared
+                .db
+                .execute(&outgoing)
+                .await
+                .map_err(err)?
+                .rows_affected();
             if rows.len() < self.config.vacuum_batch as usize {
                 return Ok(deleted);
             }
