@@ -38,6 +38,7 @@ macro_rules! all_cases {
             no_loss_across_ten_thousand_messages,
             transactional_handler_writes_commit_exactly_once,
             leased_redelivers_after_lease_expiry_and_refuses_stale_ack,
+            leased_worker_that_lost_its_lease_cannot_acknowledge,
             retry_then_success_keeps_order,
             reject_dead_letters_and_partition_goes_on,
             panicking_and_hanging_handlers_count_as_retries,

@@ -15,7 +15,8 @@ pub use failure::{
     retry_then_success_keeps_order,
 };
 pub use leased::{
-    leased_redelivers_after_lease_expiry_and_refuses_stale_ack, two_leased_instances_lose_nothing,
+    leased_redelivers_after_lease_expiry_and_refuses_stale_ack,
+    leased_worker_that_lost_its_lease_cannot_acknowledge, two_leased_instances_lose_nothing,
 };
 pub use ordering::{
     late_committed_message_is_not_skipped, no_loss_across_ten_thousand_messages,
