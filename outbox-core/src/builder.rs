@@ -13,6 +13,7 @@ use crate::error::{DbErrorKind, OutboxError};
 use crate::handle::OutboxHandle;
 use crate::migration::OutboxSchema;
 use crate::outbox::{Outbox, QueueRuntime, ROWS_PER_STATEMENT, Shared};
+use crate::profile::Profile;
 use crate::queue::{Mode, Queue};
 use crate::table::{DEFAULT_TABLE_PREFIX, Tables};
 use crate::worker::processor::PartitionWorker;
@@ -28,8 +29,19 @@ pub struct OutboxBuilder {
     prefix: String,
     queues: Vec<Queue>,
     max_payload_bytes: usize,
-    config: WorkerConfig,
+    profile: Profile,
+    overrides: Overrides,
+    owner: String,
     run_workers: bool,
+}
+
+/// Settings given one by one, which win over the profile's.
+#[derive(Debug, Default)]
+struct Overrides {
+    poll_interval: Option<Duration>,
+    sequencer_batch: Option<u32>,
+    vacuum_interval: Option<Duration>,
+    vacuum_batch: Option<u32>,
 }
 
 impl std::fmt::Debug for OutboxBuilder {
@@ -38,7 +50,8 @@ impl std::fmt::Debug for OutboxBuilder {
             .field("dialect", &self.dialect.name())
             .field("prefix", &self.prefix)
             .field("queues", &self.queues)
-            .field("config", &self.config)
+            .field("profile", &self.profile)
+            .field("overrides", &self.overrides)
             .finish()
     }
 }
@@ -52,14 +65,30 @@ impl OutboxBuilder {
             prefix: DEFAULT_TABLE_PREFIX.to_owned(),
             queues: Vec::new(),
             max_payload_bytes: 1024 * 1024,
-            config: WorkerConfig {
-                poll_interval: Duration::from_millis(500),
-                sequencer_batch: 1000,
-                vacuum_interval: Duration::from_secs(1),
-                vacuum_batch: 1000,
-                owner: format!("outbox-{}", uuid::Uuid::new_v4()),
-            },
+            profile: Profile::default(),
+            overrides: Overrides::default(),
+            owner: format!("outbox-{}", uuid::Uuid::new_v4()),
             run_workers: true,
+        }
+    }
+
+    /// Starts from a preset of worker settings ([`Profile::default`] unless
+    /// set). Settings given one by one win over the profile's, whatever the
+    /// order of the calls.
+    pub fn profile(mut self, profile: Profile) -> Self {
+        self.profile = profile;
+        self
+    }
+
+    /// The worker settings: the profile's, with the overrides applied.
+    fn worker_config(&self) -> WorkerConfig {
+        let (p, o) = (&self.profile, &self.overrides);
+        WorkerConfig {
+            poll_interval: o.poll_interval.unwrap_or(p.poll_interval),
+            sequencer_batch: o.sequencer_batch.unwrap_or(p.sequencer_batch),
+            vacuum_interval: o.vacuum_interval.unwrap_or(p.vacuum_interval),
+            vacuum_batch: o.vacuum_batch.unwrap_or(p.vacuum_batch),
+            owner: self.owner.clone(),
         }
     }
 
@@ -82,35 +111,38 @@ impl OutboxBuilder {
     }
 
     /// How often idle workers look at the tables when no wakeup came (work
-    /// enqueued by another process, a lost wakeup). Default 500 ms, range 1 ms to 1 h.
+    /// enqueued by another process, a lost wakeup). Default: the profile's
+    /// (500 ms in [`Profile::default`]), range 1 ms to 1 h.
     pub fn poll_interval(mut self, interval: Duration) -> Self {
-        self.config.poll_interval = interval;
+        self.overrides.poll_interval = Some(interval);
         self
     }
 
-    /// Incoming messages the sequencer moves per transaction. Default 1,000,
-    /// range 1 to 10,000.
+    /// Incoming messages the sequencer moves per transaction. Default: the
+    /// profile's (1,000 in [`Profile::default`]), range 1 to 10,000.
     pub fn sequencer_batch(mut self, batch: u32) -> Self {
-        self.config.sequencer_batch = batch;
+        self.overrides.sequencer_batch = Some(batch);
         self
     }
 
-    /// Pause between vacuum passes. Default 1 s, range 1 ms to 1 h.
+    /// Pause between vacuum passes. Default: the profile's (1 s in
+    /// [`Profile::default`]), range 1 ms to 1 h.
     pub fn vacuum_interval(mut self, interval: Duration) -> Self {
-        self.config.vacuum_interval = interval;
+        self.overrides.vacuum_interval = Some(interval);
         self
     }
 
-    /// Rows vacuum deletes per statement. Default 1,000, range 1 to 10,000.
+    /// Rows vacuum deletes per statement. Default: the profile's (1,000 in
+    /// [`Profile::default`]), range 1 to 10,000.
     pub fn vacuum_batch(mut self, batch: u32) -> Self {
-        self.config.vacuum_batch = batch;
+        self.overrides.vacuum_batch = Some(batch);
         self
     }
 
     /// This instance's name in lease rows. Default `outbox-<random uuid>`;
     /// must be unique among running instances.
     pub fn instance_name(mut self, name: impl Into<String>) -> Self {
-        self.config.owner = name.into();
+        self.owner = name.into();
         self
     }
 
@@ -122,7 +154,7 @@ impl OutboxBuilder {
         self
     }
 
-    fn validate(&self) -> Result<Tables, OutboxError> {
+    fn validate(&self, config: &WorkerConfig) -> Result<Tables, OutboxError> {
         let tables = Tables::new(&self.prefix)?;
         let connection = self.db.get_database_backend();
         if connection != self.dialect.backend() {
@@ -147,13 +179,13 @@ impl OutboxBuilder {
         }
         let in_range =
             |d: Duration| d >= Duration::from_millis(1) && d <= Duration::from_secs(3600);
-        if !in_range(self.config.poll_interval) || !in_range(self.config.vacuum_interval) {
+        if !in_range(config.poll_interval) || !in_range(config.vacuum_interval) {
             return Err(OutboxError::InvalidConfig(
                 "poll and vacuum intervals must be between 1 ms and 1 hour".into(),
             ));
         }
-        if !(1..=10_000).contains(&self.config.sequencer_batch)
-            || !(1..=10_000).contains(&self.config.vacuum_batch)
+        if !(1..=10_000).contains(&config.sequencer_batch)
+            || !(1..=10_000).contains(&config.vacuum_batch)
         {
             return Err(OutboxError::InvalidConfig(
                 "sequencer and vacuum batches must be between 1 and 10000".into(),
@@ -164,7 +196,7 @@ impl OutboxBuilder {
                 "max_payload_bytes must be between 1 and 64 MiB".into(),
             ));
         }
-        if self.config.owner.is_empty() || self.config.owner.len() > 128 {
+        if config.owner.is_empty() || config.owner.len() > 128 {
             return Err(OutboxError::InvalidConfig(
                 "the instance name must be 1 to 128 bytes".into(),
             ));
@@ -181,8 +213,17 @@ impl OutboxBuilder {
     /// [`OutboxError::InvalidTablePrefix`], [`OutboxError::DialectMismatch`]),
     /// [`OutboxError::SchemaMissing`] when the tables are absent or old, or a
     /// database error.
-    pub async fn start(self) -> Result<OutboxHandle, OutboxError> {
-        let tables = self.validate()?;
+    pub async fn start(mut self) -> Result<OutboxHandle, OutboxError> {
+        let config = self.worker_config();
+        if !(1..=10_000).contains(&self.profile.batch_size) {
+            return Err(OutboxError::InvalidConfig(
+                "the profile's batch size must be between 1 and 10000".into(),
+            ));
+        }
+        for queue in &mut self.queues {
+            queue.batch_size = Some(queue.batch_size.unwrap_or(self.profile.batch_size));
+        }
+        let tables = self.validate(&config)?;
         let dialect = self.dialect.clone();
         for statement in dialect.startup_statements() {
             self.db
@@ -235,7 +276,7 @@ impl OutboxBuilder {
             tasks.push(tokio::spawn(
                 Sequencer {
                     shared: shared.clone(),
-                    config: self.config.clone(),
+                    config: config.clone(),
                     shutdown: shutdown.clone(),
                 }
                 .run(),
@@ -243,7 +284,7 @@ impl OutboxBuilder {
             tasks.push(tokio::spawn(
                 Vacuum {
                     shared: shared.clone(),
-                    config: self.config.clone(),
+                    config: config.clone(),
                     shutdown: shutdown.clone(),
                     vacuumed: HashMap::new(),
                 }
@@ -266,7 +307,7 @@ impl OutboxBuilder {
                         partition_id: *id,
                         wake,
                         shutdown: shutdown.clone(),
-                        config: self.config.clone(),
+                        config: config.clone(),
                         lease: None,
                     };
                     tasks.push(tokio::spawn(worker.run()));

@@ -42,7 +42,8 @@ pub struct Queue {
     pub(crate) name: String,
     pub(crate) partitions: u32,
     pub(crate) mode: Mode,
-    pub(crate) batch_size: u32,
+    /// `None`: the profile's batch size, filled in at start.
+    pub(crate) batch_size: Option<u32>,
     pub(crate) handler_timeout: Duration,
     pub(crate) lease: Duration,
     pub(crate) lease_headroom: Duration,
@@ -74,7 +75,7 @@ impl Queue {
             name: name.into(),
             partitions,
             mode,
-            batch_size: 100,
+            batch_size: None,
             handler_timeout: Duration::from_secs(30),
             lease: Duration::from_secs(60),
             lease_headroom: Duration::from_secs(2),
@@ -104,9 +105,10 @@ impl Queue {
         Self::new(name, partitions, Mode::ProduceOnly)
     }
 
-    /// Messages handed to the handler at most per call. Default 100, range 1 to 10,000.
+    /// Messages handed to the handler at most per call. Default: the
+    /// profile's (100 in [`Profile::default`](crate::Profile)), range 1 to 10,000.
     pub fn batch_size(mut self, batch_size: u32) -> Self {
-        self.batch_size = batch_size;
+        self.batch_size = Some(batch_size);
         self
     }
 
@@ -142,6 +144,11 @@ impl Queue {
         &self.name
     }
 
+    /// Messages per handler call (after start, the profile's when unset).
+    pub(crate) fn batch_limit(&self) -> u32 {
+        self.batch_size.unwrap_or(100)
+    }
+
     /// The queue's partition count.
     pub fn partitions(&self) -> u32 {
         self.partitions
@@ -155,10 +162,12 @@ impl Queue {
                 self.name, self.partitions
             )));
         }
-        if self.batch_size == 0 || self.batch_size > 10_000 {
+        if let Some(size) = self.batch_size
+            && (size == 0 || size > 10_000)
+        {
             return Err(OutboxError::InvalidConfig(format!(
-                "queue {:?} has batch size {}: use 1 to 10000",
-                self.name, self.batch_size
+                "queue {:?} has batch size {size}: use 1 to 10000",
+                self.name
             )));
         }
         if self.handler_timeout.is_zero() {

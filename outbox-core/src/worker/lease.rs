@@ -172,7 +172,7 @@ impl PartitionWorker {
             &shared.db,
             self.partition_id,
             state.processed_seq,
-            self.queue.batch_size,
+            self.queue.batch_limit(),
         )
         .await?;
         if messages.is_empty() {

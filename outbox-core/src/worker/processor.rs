@@ -143,7 +143,7 @@ impl PartitionWorker {
                 &txn,
                 self.partition_id,
                 state.processed_seq,
-                self.queue.batch_size,
+                self.queue.batch_limit(),
             )
             .await?
         } else {
