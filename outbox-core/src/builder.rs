@@ -315,6 +315,17 @@ impl OutboxBuilder {
             }
             // Pick up incoming rows left from before.
             shared.sequencer_wake.notify_one();
+            let channel = crate::wakeup::channel(&shared.tables.prefix);
+            match shared.dialect.listen(&shared.db, &channel).await {
+                Ok(Some(listener)) => {
+                    tasks.push(tokio::spawn(crate::wakeup::relay(shared.clone(), listener, shutdown.clone())));
+                }
+                Ok(None) => {}
+                Err(err) => {
+                    // Not fatal: in-process wakeups and polling still deliver everything.
+                    tracing::warn!(error = %err, "outbox could not listen for wakeups; relying on polling");
+                }
+            }
         }
         Ok(OutboxHandle::new(Outbox { shared }, stop, tasks))
     }

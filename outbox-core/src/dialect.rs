@@ -2,10 +2,12 @@
 
 use std::fmt::Debug;
 
+use async_trait::async_trait;
 use sea_orm::sea_query::{ColumnType, Expr, LockType};
-use sea_orm::{DbBackend, TransactionOptions};
+use sea_orm::{DatabaseConnection, DbBackend, DbErr, TransactionOptions};
 
 use crate::error::DbErrorKind;
+use crate::wakeup::WakeupListener;
 
 /// The kinds of column the outbox schema uses; the dialect maps each to its
 /// backend's SQL type.
@@ -33,6 +35,7 @@ pub enum ColumnKind {
 /// types, lock clauses, transaction modes, the database clock and how to read
 /// the backend's errors. Its methods build values; they never loop, sleep,
 /// spawn or retry.
+#[async_trait]
 pub trait Dialect: Send + Sync + Debug + 'static {
     /// The backend this dialect speaks; `start()` refuses a connection to another.
     fn backend(&self) -> DbBackend;
@@ -69,4 +72,15 @@ pub trait Dialect: Send + Sync + Debug + 'static {
 
     /// Statements run once when the outbox starts (SQLite: WAL journal).
     fn startup_statements(&self) -> &'static [&'static str];
+
+    /// Extra DDL, after the tables, that makes committed writes notify
+    /// other processes (PostgreSQL: statement triggers calling `pg_notify`
+    /// on `channel` with the payloads [`crate::wakeup`] documents). Empty
+    /// where the backend has no notifications. Each statement must be safe
+    /// to re-run.
+    fn wakeup_schema(&self, prefix: &str, channel: &str) -> Vec<String>;
+
+    /// Opens a listener on `channel`, or `None` where the backend has no
+    /// notifications and workers rely on in-process wakeups and polling.
+    async fn listen(&self, db: &DatabaseConnection, channel: &str) -> Result<Option<Box<dyn WakeupListener>>, DbErr>;
 }

@@ -81,6 +81,7 @@ mod profile;
 mod queue;
 mod retry;
 mod table;
+mod wakeup;
 mod worker;
 
 pub use builder::OutboxBuilder;
@@ -99,6 +100,7 @@ pub use profile::Profile;
 pub use queue::{MAX_PARTITIONS, MAX_QUEUE_NAME_LEN, Queue};
 pub use retry::RetryPolicy;
 pub use table::DEFAULT_TABLE_PREFIX;
+pub use wakeup::{WakeupListener, channel as wakeup_channel};
 pub use worker::lease::Lease;
 
 pub use sea_orm;

@@ -1,9 +1,9 @@
 //! The MySQL and MariaDB dialect.
 
 use outbox_core::sea_orm;
-use outbox_core::{ColumnKind, DbErrorKind, Dialect};
+use outbox_core::{ColumnKind, DbErrorKind, Dialect, WakeupListener};
 use sea_orm::sea_query::{ColumnType, Expr, LockType, StringLen};
-use sea_orm::{DbBackend, IsolationLevel, TransactionOptions};
+use sea_orm::{DatabaseConnection, DbBackend, DbErr, IsolationLevel, TransactionOptions};
 
 use crate::error_codes;
 
@@ -12,6 +12,7 @@ use crate::error_codes;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct MySqlDialect;
 
+#[async_trait::async_trait]
 impl Dialect for MySqlDialect {
     fn backend(&self) -> DbBackend {
         DbBackend::MySql
@@ -58,5 +59,13 @@ impl Dialect for MySqlDialect {
 
     fn startup_statements(&self) -> &'static [&'static str] {
         &[]
+    }
+
+    fn wakeup_schema(&self, _prefix: &str, _channel: &str) -> Vec<String> {
+        Vec::new()
+    }
+
+    async fn listen(&self, _db: &DatabaseConnection, _channel: &str) -> Result<Option<Box<dyn WakeupListener>>, DbErr> {
+        Ok(None)
     }
 }

@@ -1,17 +1,19 @@
 //! The PostgreSQL dialect.
 
 use outbox_core::sea_orm;
-use outbox_core::{ColumnKind, DbErrorKind, Dialect};
+use outbox_core::{ColumnKind, DbErrorKind, Dialect, WakeupListener};
 use sea_orm::sea_query::{ColumnType, Expr, LockType, StringLen};
-use sea_orm::{DbBackend, TransactionOptions};
+use sea_orm::{DatabaseConnection, DbBackend, DbErr, TransactionOptions};
 
 use crate::error_codes;
+use crate::notify;
 
 /// The outbox dialect for PostgreSQL: hand it to `Outbox::builder` and
 /// `OutboxSchema::new`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PostgresDialect;
 
+#[async_trait::async_trait]
 impl Dialect for PostgresDialect {
     fn backend(&self) -> DbBackend {
         DbBackend::Postgres
@@ -54,5 +56,13 @@ impl Dialect for PostgresDialect {
 
     fn startup_statements(&self) -> &'static [&'static str] {
         &[]
+    }
+
+    fn wakeup_schema(&self, prefix: &str, channel: &str) -> Vec<String> {
+        notify::triggers(prefix, channel)
+    }
+
+    async fn listen(&self, db: &DatabaseConnection, channel: &str) -> Result<Option<Box<dyn WakeupListener>>, DbErr> {
+        notify::listen(db, channel).await
     }
 }

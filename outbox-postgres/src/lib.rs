@@ -25,5 +25,6 @@
 
 mod dialect;
 mod error_codes;
+mod notify;
 
 pub use dialect::PostgresDialect;

@@ -1,9 +1,9 @@
 //! The SQLite dialect.
 
 use outbox_core::sea_orm;
-use outbox_core::{ColumnKind, DbErrorKind, Dialect};
+use outbox_core::{ColumnKind, DbErrorKind, Dialect, WakeupListener};
 use sea_orm::sea_query::{ColumnType, Expr, LockType, StringLen};
-use sea_orm::{DbBackend, SqliteTransactionMode, TransactionOptions};
+use sea_orm::{DatabaseConnection, DbBackend, DbErr, SqliteTransactionMode, TransactionOptions};
 
 use crate::error_codes;
 
@@ -12,6 +12,7 @@ use crate::error_codes;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SqliteDialect;
 
+#[async_trait::async_trait]
 impl Dialect for SqliteDialect {
     fn backend(&self) -> DbBackend {
         DbBackend::Sqlite
@@ -57,5 +58,13 @@ impl Dialect for SqliteDialect {
 
     fn startup_statements(&self) -> &'static [&'static str] {
         &["PRAGMA journal_mode=WAL"]
+    }
+
+    fn wakeup_schema(&self, _prefix: &str, _channel: &str) -> Vec<String> {
+        Vec::new()
+    }
+
+    async fn listen(&self, _db: &DatabaseConnection, _channel: &str) -> Result<Option<Box<dyn WakeupListener>>, DbErr> {
+        Ok(None)
     }
 }

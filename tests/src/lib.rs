@@ -50,6 +50,7 @@ macro_rules! all_cases {
             bad_configuration_fails_at_start,
             migrations_are_rerunnable_and_concurrent,
             late_committed_message_is_not_skipped,
+            notifications_wake_another_instance_without_polling,
             failed_statement_in_handler_does_not_stall_partition,
         );
     };

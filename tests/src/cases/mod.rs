@@ -7,6 +7,7 @@ mod leased;
 mod ordering;
 mod transactional;
 mod vacuum;
+mod wakeup;
 
 pub use config::{bad_configuration_fails_at_start, migrations_are_rerunnable_and_concurrent};
 pub use enqueue::{bad_input_returns_typed_errors_and_changes_nothing, rollback_leaves_no_message};
@@ -28,6 +29,7 @@ pub use transactional::{
     two_instances_share_partitions_without_duplicates,
 };
 pub use vacuum::vacuum_removes_processed_rows;
+pub use wakeup::notifications_wake_another_instance_without_polling;
 
 use std::time::Duration;
 

@@ -1,0 +1,77 @@
+//! LISTEN/NOTIFY: triggers that notify on commit, and the listener.
+
+use outbox_core::WakeupListener;
+use outbox_core::sea_orm::sqlx::postgres::PgListener;
+use outbox_core::sea_orm::{DatabaseConnection, DbErr, RuntimeErr};
+
+/// Above this many partitions in one statement, the trigger sends `p*`
+/// (look everywhere) rather than a list that could pass NOTIFY's 8,000-byte limit.
+const MAX_LISTED_PARTITIONS: usize = 500;
+
+/// Statement-level triggers: a commit that inserted incoming rows notifies
+/// `i` (wake the sequencers); one that inserted outgoing rows notifies
+/// `p<id>,<id>,...` with the partition rows filled. `pg_notify` inside the
+/// writing transaction is delivered by the server only on commit, and
+/// identical notifications of one transaction are folded into one.
+pub(crate) fn triggers(prefix: &str, channel: &str) -> Vec<String> {
+    let trigger = |name: &str, table: &str, referencing: &str, function: &str| {
+        format!(
+            "DO $$ BEGIN \
+               IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = '{name}' AND tgrelid = '{table}'::regclass) THEN \
+                 CREATE TRIGGER {name} AFTER INSERT ON {table} {referencing} FOR EACH STATEMENT EXECUTE FUNCTION {function}(); \
+               END IF; \
+             END $$"
+        )
+    };
+    vec![
+        format!(
+            "CREATE OR REPLACE FUNCTION {prefix}notify_incoming() RETURNS trigger LANGUAGE plpgsql AS $$ \
+             BEGIN PERFORM pg_notify('{channel}', 'i'); RETURN NULL; END $$"
+        ),
+        format!(
+            "CREATE OR REPLACE FUNCTION {prefix}notify_outgoing() RETURNS trigger LANGUAGE plpgsql AS $$ \
+             DECLARE ids text; n integer; \
+             BEGIN \
+               SELECT string_agg(DISTINCT partition_id::text, ','), count(DISTINCT partition_id) INTO ids, n FROM new_rows; \
+               PERFORM pg_notify('{channel}', CASE WHEN n > {MAX_LISTED_PARTITIONS} THEN 'p*' ELSE 'p' || ids END); \
+               RETURN NULL; \
+             END $$"
+        ),
+        trigger(
+            &format!("{prefix}incoming_notify"),
+            &format!("{prefix}incoming"),
+            "",
+            &format!("{prefix}notify_incoming"),
+        ),
+        trigger(
+            &format!("{prefix}outgoing_notify"),
+            &format!("{prefix}outgoing"),
+            "REFERENCING NEW TABLE AS new_rows",
+            &format!("{prefix}notify_outgoing"),
+        ),
+    ]
+}
+
+/// A dedicated connection from the pool that LISTENs on the channel; sqlx
+/// re-establishes it (and the LISTEN) after it drops.
+struct Listener(PgListener);
+
+fn db_err(err: outbox_core::sea_orm::sqlx::Error) -> DbErr {
+    DbErr::Conn(RuntimeErr::SqlxError(std::sync::Arc::new(err)))
+}
+
+#[async_trait::async_trait]
+impl WakeupListener for Listener {
+    async fn recv(&mut self) -> Result<Option<String>, DbErr> {
+        match self.0.try_recv().await.map_err(db_err)? {
+            Some(notification) => Ok(Some(notification.payload().to_owned())),
+            None => Ok(None),
+        }
+    }
+}
+
+pub(crate) async fn listen(db: &DatabaseConnection, channel: &str) -> Result<Option<Box<dyn WakeupListener>>, DbErr> {
+    let mut listener = PgListener::connect_with(db.get_postgres_connection_pool()).await.map_err(db_err)?;
+    listener.listen(channel).await.map_err(db_err)?;
+    Ok(Some(Box::new(Listener(listener))))
+}

@@ -1,0 +1,78 @@
+use std::time::Duration;
+
+use outbox_core::sea_orm::TransactionTrait;
+use outbox_core::{Message, Queue};
+
+use crate::{Backend, Recorder, TestDb, wait_until};
+
+async fn listeners(db: &TestDb) -> i64 {
+    db.scalar(&format!(
+        "SELECT COUNT(*) AS n FROM pg_stat_activity WHERE query LIKE 'LISTEN%{}wake%'",
+        db.prefix
+    ))
+    .await
+}
+
+/// PostgreSQL: a commit in another instance wakes this one through
+/// LISTEN/NOTIFY, long before its poll; after the listener connection is
+/// killed it reconnects by itself and wakeups work again.
+pub async fn notifications_wake_another_instance_without_polling(db: TestDb) {
+    if db.backend != Backend::Postgres {
+        eprintln!("--- notifications_wake_another_instance_without_polling: skipped on {:?}, which has no LISTEN/NOTIFY (in-process wakeups and polling only)", db.backend);
+        return;
+    }
+    let rec = Recorder::default();
+    let consumer = db
+        .builder()
+        .poll_interval(Duration::from_secs(3600))
+        .queue(Queue::leased("q", 2, rec.clone()))
+        .start()
+        .await
+        .unwrap();
+    let producer_pool = db.another_pool().await;
+    let producer = db
+        .builder_on(producer_pool.clone())
+        .run_workers(false)
+        .queue(Queue::produce_only("q", 2))
+        .start()
+        .await
+        .unwrap();
+    let send = |text: &'static str| {
+        let producer_pool = producer_pool.clone();
+        let outbox = producer.outbox().clone();
+        async move {
+            let txn = producer_pool.begin().await.unwrap();
+            outbox.enqueue(&txn, "q", 1u32, Message::new("t", text.as_bytes().to_vec())).await.unwrap();
+            txn.commit().await.unwrap();
+        }
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while listeners(&db).await == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "no listener connection");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    send("first").await;
+    assert!(wait_until(Duration::from_secs(10), || rec.len() == 1).await, "no wakeup across instances");
+
+    // Kill the listener connection; the outbox must listen again by itself.
+    db.exec(&format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'LISTEN%{}wake%'",
+        db.prefix
+    ))
+    .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if listeners(&db).await > 0 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the listener did not reconnect");
+    }
+    send("second").await;
+    assert!(wait_until(Duration::from_secs(10), || rec.len() == 2).await, "no wakeup after the listener was killed");
+    producer.stop().await;
+    consumer.stop().await;
+    producer_pool.close().await.ok();
+    let payloads: Vec<String> = rec.all().into_iter().map(|r| r.payload).collect();
+    assert_eq!(payloads, vec!["first".to_string(), "second".to_string()]);
+}
