@@ -1,0 +1,182 @@
+//! The run's database: a pool, the dialect, a fresh table prefix, cleanup.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use outbox_core::sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend,
+};
+use outbox_core::{Dialect, OutboxSchema};
+
+use crate::BoxError;
+use crate::args::{Args, BackendArg};
+
+/// Tables a run may create, all under its own prefix.
+const TABLES: [&str; 6] = [
+    "dead_letter",
+    "outgoing",
+    "incoming",
+    "body",
+    "partition",
+    "baseline",
+];
+
+/// One run's database.
+pub(crate) struct BenchDb {
+    pub(crate) backend: BackendArg,
+    /// The pool everything of the run uses (producers and workers).
+    pub(crate) db: DatabaseConnection,
+    pub(crate) dialect: Arc<dyn Dialect>,
+    /// `b<10 hex>_`, fresh for each run.
+    pub(crate) prefix: String,
+    pub(crate) url: String,
+    /// Set when the run made its own SQLite file, to delete at the end.
+    temp_sqlite: Option<PathBuf>,
+    /// Statements sent through the pool, counted by sea-orm's metric
+    /// callback: every prepared statement, but not `BEGIN`, `COMMIT`,
+    /// `ROLLBACK`, savepoints or unprepared SQL.
+    client_statements: Arc<AtomicU64>,
+}
+
+impl BenchDb {
+    /// Connects with a pool of `producers + partitions + 8` connections (at
+    /// most 64) and picks a fresh table prefix.
+    pub(crate) async fn connect(args: &Args) -> Result<Self, BoxError> {
+        let tag = uuid::Uuid::new_v4().simple().to_string();
+        let prefix = format!("b{}_", &tag[..10]);
+        let mut temp_sqlite = None;
+        let (default_url, dialect): (String, Arc<dyn Dialect>) = match args.backend {
+            BackendArg::Postgres => (
+                "postgres://postgres@127.0.0.1:5432/test".into(),
+                Arc::new(outbox_postgres::PostgresDialect),
+            ),
+            BackendArg::Mysql => (
+                "mysql://root@127.0.0.1:3306/test".into(),
+                Arc::new(outbox_mysql::MySqlDialect),
+            ),
+            BackendArg::Sqlite => {
+                let path = std::env::temp_dir().join(format!("outbox-bench-{tag}.db"));
+                let url = format!("sqlite://{}?mode=rwc", path.display());
+                if args.database_url.is_none() {
+                    temp_sqlite = Some(path);
+                }
+                (url, Arc::new(outbox_sqlite::SqliteDialect))
+            }
+        };
+        let url = args.database_url.clone().unwrap_or(default_url);
+        let connections = (args.producers + args.partitions + 8).min(64);
+        let mut db = pool(&url, connections).await?;
+        let client_statements = Arc::new(AtomicU64::new(0));
+        let counter = client_statements.clone();
+        db.set_metric_callback(move |_| {
+            counter.fetch_add(1, Ordering::Relaxed);
+        });
+        Ok(Self {
+            backend: args.backend,
+            db,
+            dialect,
+            prefix,
+            url,
+            temp_sqlite,
+            client_statements,
+        })
+    }
+
+    /// Creates the outbox tables under this run's prefix.
+    pub(crate) async fn migrate(&self) -> Result<(), BoxError> {
+        OutboxSchema::for_dialect(self.dialect.clone())
+            .prefix(&self.prefix)?
+            .migrate(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    /// A table name under this run's prefix.
+    pub(crate) fn table(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
+
+    /// The sea-orm backend of the pool.
+    pub(crate) fn db_backend(&self) -> DbBackend {
+        self.db.get_database_backend()
+    }
+
+    /// Statements sent through the pool so far (see the field).
+    pub(crate) fn client_statements(&self) -> u64 {
+        self.client_statements.load(Ordering::Relaxed)
+    }
+
+    /// Drops every table of this run (never a database) and closes the pool;
+    /// deletes the SQLite file if the run made it. Failures are reported on
+    /// stderr, not returned: cleanup runs after the result is known.
+    pub(crate) async fn cleanup(self) {
+        if self.temp_sqlite.is_none() {
+            for table in TABLES {
+                let sql = format!("DROP TABLE IF EXISTS {}", self.table(table));
+                if let Err(err) = self.db.execute_unprepared(&sql).await {
+                    eprintln!("outbox-bench: cleanup: {sql}: {err}");
+                }
+            }
+        }
+        if let Err(err) = self.db.close().await {
+            eprintln!("outbox-bench: cleanup: closing the pool: {err}");
+        }
+        if let Some(path) = self.temp_sqlite {
+            for suffix in ["", "-wal", "-shm"] {
+                let file = format!("{}{suffix}", path.display());
+                match std::fs::remove_file(&file) {
+                    Ok(()) => {}
+                    Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(err) => eprintln!("outbox-bench: cleanup: removing {file}: {err}"),
+                }
+            }
+        }
+    }
+}
+
+/// A pool of at most `connections` connections to `url`.
+pub(crate) async fn pool(url: &str, connections: u32) -> Result<DatabaseConnection, BoxError> {
+    let mut options = ConnectOptions::new(url.to_owned());
+    options
+        .max_connections(connections)
+        .min_connections(1)
+        .connect_timeout(Duration::from_secs(5))
+        .acquire_timeout(Duration::from_secs(30))
+        .sqlx_logging(false);
+    Database::connect(options)
+        .await
+        .map_err(|err| format!("cannot connect to {}: {err}", redact(url)).into())
+}
+
+/// The URL without a password, for the log.
+pub(crate) fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(
+            redact("postgres://postgres@127.0.0.1/test"),
+            "postgres://postgres@127.0.0.1/test"
+        );
+    }
+}
