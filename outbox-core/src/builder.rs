@@ -260,6 +260,8 @@ impl OutboxBuilder {
                 },
             );
         }
+        let dialect_for_notify = dialect.clone();
+        let prefix_for_notify = tables.prefix.clone();
         let shared = Arc::new(Shared {
             db: self.db,
             dialect,
@@ -267,6 +269,11 @@ impl OutboxBuilder {
             queues,
             max_payload_bytes: self.max_payload_bytes,
             sequencer_wake: Notify::new(),
+            notify_on_enqueue: notify_on_enqueue(
+                dialect_for_notify.as_ref(),
+                &prefix_for_notify,
+                self.run_workers,
+            ),
             partition_wakers,
         });
         let (stop, stop_rx) = watch::channel(false);
@@ -318,7 +325,11 @@ impl OutboxBuilder {
             let channel = crate::wakeup::channel(&shared.tables.prefix);
             match shared.dialect.listen(&shared.db, &channel).await {
                 Ok(Some(listener)) => {
-                    tasks.push(tokio::spawn(crate::wakeup::relay(shared.clone(), listener, shutdown.clone())));
+                    tasks.push(tokio::spawn(crate::wakeup::relay(
+                        shared.clone(),
+                        listener,
+                        shutdown.clone(),
+                    )));
                 }
                 Ok(None) => {}
                 Err(err) => {
@@ -462,4 +473,21 @@ impl OutboxSchema {
     pub fn for_dialect(dialect: Arc<dyn Dialect>) -> Self {
         Self::from_arc(dialect)
     }
+}
+
+/// The notification a producer-only instance sends with each enqueue.
+fn notify_on_enqueue(
+    dialect: &dyn Dialect,
+    prefix: &str,
+    run_workers: bool,
+) -> Option<sea_orm::Statement> {
+    if run_workers {
+        return None;
+    }
+    let sql = dialect.notify_sql()?;
+    Some(sea_orm::Statement::from_sql_and_values(
+        dialect.backend(),
+        sql,
+        [crate::wakeup::channel(prefix).into(), "i".into()],
+    ))
 }

@@ -70,8 +70,21 @@ pub trait Dialect: Send + Sync + Debug + 'static {
     /// extended result code) and message.
     fn classify(&self, code: Option<&str>, message: &str) -> DbErrorKind;
 
+    /// A statement that lets the current transaction commit without waiting
+    /// for its log flush (PostgreSQL: `SET LOCAL synchronous_commit = off`),
+    /// used only for bookkeeping transactions whose loss in a crash means
+    /// redoing work, never losing a message; `None` where the backend has no
+    /// per-transaction setting.
+    fn relaxed_commit(&self) -> Option<&'static str>;
+
     /// Statements run once when the outbox starts (SQLite: WAL journal).
     fn startup_statements(&self) -> &'static [&'static str];
+
+    /// A statement that sends a notification inside the current transaction,
+    /// delivered on commit, with the channel bound as the first parameter and
+    /// the payload as the second (PostgreSQL: `SELECT pg_notify($1, $2)`);
+    /// `None` where the backend has no notifications.
+    fn notify_sql(&self) -> Option<&'static str>;
 
     /// Extra DDL, after the tables, that makes committed writes notify
     /// other processes (PostgreSQL: statement triggers calling `pg_notify`
@@ -82,5 +95,9 @@ pub trait Dialect: Send + Sync + Debug + 'static {
 
     /// Opens a listener on `channel`, or `None` where the backend has no
     /// notifications and workers rely on in-process wakeups and polling.
-    async fn listen(&self, db: &DatabaseConnection, channel: &str) -> Result<Option<Box<dyn WakeupListener>>, DbErr>;
+    async fn listen(
+        &self,
+        db: &DatabaseConnection,
+        channel: &str,
+    ) -> Result<Option<Box<dyn WakeupListener>>, DbErr>;
 }

@@ -38,6 +38,9 @@ pub(crate) struct Shared {
     pub(crate) queues: HashMap<String, QueueRuntime>,
     pub(crate) max_payload_bytes: usize,
     pub(crate) sequencer_wake: Notify,
+    /// Producer-only instances on a backend with notifications tell other
+    /// instances' sequencers about each enqueue, inside the transaction.
+    pub(crate) notify_on_enqueue: Option<sea_orm::Statement>,
     /// One waker per partition row this instance processes.
     pub(crate) partition_wakers: HashMap<i64, Arc<Notify>>,
 }
@@ -45,6 +48,29 @@ pub(crate) struct Shared {
 impl Shared {
     pub(crate) fn db_error(&self, err: sea_orm::DbErr) -> OutboxError {
         crate::db_error(self.dialect.as_ref(), err)
+    }
+
+    /// Begins a worker transaction that carries a handler's writes: it
+    /// commits durably.
+    pub(crate) async fn begin_worker(&self) -> Result<DatabaseTransaction, OutboxError> {
+        self.db
+            .begin_with_options(self.dialect.worker_transaction())
+            .await
+            .map_err(|e| self.db_error(e))
+    }
+
+    /// Begins a bookkeeping transaction (sequencing, leases, leased
+    /// acknowledgements), whose loss in a crash only means work is done
+    /// again: where the dialect allows, it commits without waiting for its
+    /// log flush. Any later durable commit flushes it anyway.
+    pub(crate) async fn begin_bookkeeping(&self) -> Result<DatabaseTransaction, OutboxError> {
+        let txn = self.begin_worker().await?;
+        if let Some(statement) = self.dialect.relaxed_commit() {
+            txn.execute_unprepared(statement)
+                .await
+                .map_err(|e| self.db_error(e))?;
+        }
+        Ok(txn)
     }
 }
 
@@ -195,6 +221,11 @@ impl Outbox {
                 conn.execute(&incoming)
                     .await
                     .map_err(|err| self.insert_error(err, &given_ids))?;
+            }
+            if let Some(notify) = &shared.notify_on_enqueue {
+                conn.execute_raw(notify.clone())
+                    .await
+                    .map_err(|e| shared.db_error(e))?;
             }
             Ok(rows.iter().map(|(id, ..)| *id).collect())
         }

@@ -54,15 +54,27 @@ impl Dialect for PostgresDialect {
         error_codes::classify(code, message)
     }
 
+    fn relaxed_commit(&self) -> Option<&'static str> {
+        Some("SET LOCAL synchronous_commit = off")
+    }
+
     fn startup_statements(&self) -> &'static [&'static str] {
         &[]
+    }
+
+    fn notify_sql(&self) -> Option<&'static str> {
+        Some(notify::NOTIFY_SQL)
     }
 
     fn wakeup_schema(&self, prefix: &str, channel: &str) -> Vec<String> {
         notify::triggers(prefix, channel)
     }
 
-    async fn listen(&self, db: &DatabaseConnection, channel: &str) -> Result<Option<Box<dyn WakeupListener>>, DbErr> {
+    async fn listen(
+        &self,
+        db: &DatabaseConnection,
+        channel: &str,
+    ) -> Result<Option<Box<dyn WakeupListener>>, DbErr> {
         notify::listen(db, channel).await
     }
 }

@@ -4,15 +4,22 @@ use outbox_core::WakeupListener;
 use outbox_core::sea_orm::sqlx::postgres::PgListener;
 use outbox_core::sea_orm::{DatabaseConnection, DbErr, RuntimeErr};
 
+/// Notifies a channel inside the current transaction: `$1` channel, `$2` payload.
+pub(crate) const NOTIFY_SQL: &str = "SELECT pg_notify($1, $2)";
+
 /// Above this many partitions in one statement, the trigger sends `p*`
 /// (look everywhere) rather than a list that could pass NOTIFY's 8,000-byte limit.
 const MAX_LISTED_PARTITIONS: usize = 500;
 
-/// Statement-level triggers: a commit that inserted incoming rows notifies
-/// `i` (wake the sequencers); one that inserted outgoing rows notifies
-/// `p<id>,<id>,...` with the partition rows filled. `pg_notify` inside the
-/// writing transaction is delivered by the server only on commit, and
-/// identical notifications of one transaction are folded into one.
+/// A statement-level trigger: a sequencer commit that inserted outgoing rows
+/// notifies `p<id>,<id>,...` with the partition rows filled, so processors
+/// in other instances wake. `pg_notify` inside the writing transaction is
+/// delivered by the server only on commit.
+///
+/// Incoming rows have no trigger: every instance that runs workers has a
+/// sequencer woken in-process, so only producer-only instances notify `i`
+/// (with [`NOTIFY_SQL`], from `enqueue`). A trigger on every producer commit
+/// would cost every commit NOTIFY's global queue lock.
 pub(crate) fn triggers(prefix: &str, channel: &str) -> Vec<String> {
     let trigger = |name: &str, table: &str, referencing: &str, function: &str| {
         format!(
@@ -25,10 +32,6 @@ pub(crate) fn triggers(prefix: &str, channel: &str) -> Vec<String> {
     };
     vec![
         format!(
-            "CREATE OR REPLACE FUNCTION {prefix}notify_incoming() RETURNS trigger LANGUAGE plpgsql AS $$ \
-             BEGIN PERFORM pg_notify('{channel}', 'i'); RETURN NULL; END $$"
-        ),
-        format!(
             "CREATE OR REPLACE FUNCTION {prefix}notify_outgoing() RETURNS trigger LANGUAGE plpgsql AS $$ \
              DECLARE ids text; n integer; \
              BEGIN \
@@ -36,12 +39,6 @@ pub(crate) fn triggers(prefix: &str, channel: &str) -> Vec<String> {
                PERFORM pg_notify('{channel}', CASE WHEN n > {MAX_LISTED_PARTITIONS} THEN 'p*' ELSE 'p' || ids END); \
                RETURN NULL; \
              END $$"
-        ),
-        trigger(
-            &format!("{prefix}incoming_notify"),
-            &format!("{prefix}incoming"),
-            "",
-            &format!("{prefix}notify_incoming"),
         ),
         trigger(
             &format!("{prefix}outgoing_notify"),
@@ -70,8 +67,13 @@ impl WakeupListener for Listener {
     }
 }
 
-pub(crate) async fn listen(db: &DatabaseConnection, channel: &str) -> Result<Option<Box<dyn WakeupListener>>, DbErr> {
-    let mut listener = PgListener::connect_with(db.get_postgres_connection_pool()).await.map_err(db_err)?;
+pub(crate) async fn listen(
+    db: &DatabaseConnection,
+    channel: &str,
+) -> Result<Option<Box<dyn WakeupListener>>, DbErr> {
+    let mut listener = PgListener::connect_with(db.get_postgres_connection_pool())
+        .await
+        .map_err(db_err)?;
     listener.listen(channel).await.map_err(db_err)?;
     Ok(Some(Box::new(Listener(listener))))
 }

@@ -56,15 +56,27 @@ impl Dialect for SqliteDialect {
         error_codes::classify(code, message)
     }
 
+    fn relaxed_commit(&self) -> Option<&'static str> {
+        None
+    }
+
     fn startup_statements(&self) -> &'static [&'static str] {
         &["PRAGMA journal_mode=WAL"]
+    }
+
+    fn notify_sql(&self) -> Option<&'static str> {
+        None
     }
 
     fn wakeup_schema(&self, _prefix: &str, _channel: &str) -> Vec<String> {
         Vec::new()
     }
 
-    async fn listen(&self, _db: &DatabaseConnection, _channel: &str) -> Result<Option<Box<dyn WakeupListener>>, DbErr> {
+    async fn listen(
+        &self,
+        _db: &DatabaseConnection,
+        _channel: &str,
+    ) -> Result<Option<Box<dyn WakeupListener>>, DbErr> {
         Ok(None)
     }
 }

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
+use sea_orm::ConnectionTrait;
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
-use sea_orm::{ConnectionTrait, TransactionSession, TransactionTrait};
 use tokio::time::Instant;
 
 use crate::error::OutboxError;
@@ -23,6 +23,24 @@ pub(crate) struct HeldLease {
     /// When the lease runs out, on this process's clock (measured from just
     /// before the statement that took or extended it, so never late).
     pub(crate) expires: Instant,
+    /// The partition row as this holder last wrote it: while the lease is
+    /// held nobody else writes the cursor, attempts or retry time, so the
+    /// next batch is read without reading the row first.
+    pub(crate) processed_seq: i64,
+    pub(crate) attempts: u32,
+    pub(crate) retry_until: Option<Instant>,
+}
+
+impl HeldLease {
+    fn from_state(state: &PartitionState, taken_at: Instant, lease: Duration) -> Self {
+        Self {
+            token: state.lease_token,
+            expires: taken_at + lease,
+            processed_seq: state.processed_seq,
+            attempts: state.attempts,
+            retry_until: state.backoff().map(|delay| taken_at + delay),
+        }
+    }
 }
 
 fn millis(duration: Duration) -> i64 {
@@ -32,9 +50,8 @@ fn millis(duration: Duration) -> i64 {
 /// Takes the lease on a partition if it is free, expired, or already ours,
 /// bumping the fencing token. Returns the token and the row, or `None` when
 /// another owner holds a live lease.
-async fn take<C: TransactionTrait>(
+async fn take(
     shared: &Shared,
-    db: &C,
     partition_id: i64,
     owner: &str,
     lease: Duration,
@@ -52,10 +69,7 @@ async fn take<C: TransactionTrait>(
                 .or(Expr::col("lease_owner").eq(owner)),
         )
         .to_owned();
-    let txn = db
-        .begin_with_options(shared.dialect.worker_transaction())
-        .await
-        .map_err(|e| shared.db_error(e))?;
+    let txn = shared.begin_bookkeeping().await?;
     let taken = txn
         .execute(&update)
         .await
@@ -124,33 +138,18 @@ impl PartitionWorker {
         let lease_len = self.queue.lease;
 
         // Take the lease when we have none or it is past half its life;
-        // otherwise a plain read tells whether we still hold it.
+        // otherwise what we last wrote is the partition's state.
         let started = Instant::now();
-        let state = match self.lease {
-            Some(held) if held.expires.saturating_duration_since(started) > lease_len / 2 => {
-                match partition_row::state(&shared, &shared.db, self.partition_id, false).await? {
-                    Some(state) if state.lease_token == held.token => state,
-                    _ => {
-                        self.lease = None;
-                        return Ok(Step::Busy);
-                    }
-                }
-            }
-            _ => match take(
-                &shared,
-                &shared.db,
-                self.partition_id,
-                &self.config.owner,
-                lease_len,
-            )
-            .await?
-            {
+        let held = match self.lease {
+            Some(held) if held.expires.saturating_duration_since(started) > lease_len / 2 => held,
+            _ => match take(&shared, self.partition_id, &self.config.owner, lease_len).await? {
                 Some(state) => {
-                    self.lease = Some(HeldLease {
-                        token: state.lease_token,
-                        expires: started + lease_len,
-                    });
-                    state
+                    let held = HeldLease::from_state(&state, started, lease_len);
+                    self.lease = Some(held);
+                    if !state.has_work() {
+                        return Ok(Step::Idle);
+                    }
+                    held
                 }
                 None => {
                     self.lease = None;
@@ -158,26 +157,30 @@ impl PartitionWorker {
                 }
             },
         };
-        let Some(held) = self.lease else {
-            return Ok(Step::Busy);
-        };
-        if let Some(delay) = state.backoff() {
-            return Ok(Step::Backoff(delay));
-        }
-        if !state.has_work() {
-            return Ok(Step::Idle);
+        if let Some(until) = held.retry_until
+            && until > started
+        {
+            return Ok(Step::Backoff(until - started));
         }
         let messages = partition_row::read_batch(
             &shared,
             &shared.db,
             self.partition_id,
-            state.processed_seq,
+            held.processed_seq,
             self.queue.batch_limit(),
         )
         .await?;
         if messages.is_empty() {
             return Ok(Step::Idle);
         }
+        let state = PartitionState {
+            processed_seq: held.processed_seq,
+            next_seq: 0,
+            attempts: held.attempts,
+            retry_at: 0,
+            lease_token: held.token,
+            now: 0,
+        };
         let batch = self.batch(&state, messages);
 
         let result = self.run_under_lease(handler, &batch, held).await?;
@@ -187,29 +190,49 @@ impl PartitionWorker {
             lease: lease_len,
         };
         let ack_started = Instant::now();
-        let txn = shared
-            .db
-            .begin_with_options(shared.dialect.worker_transaction())
-            .await
-            .map_err(|e| shared.db_error(e))?;
-        if !partition_row::persist(
-            &shared,
-            &txn,
-            self.partition_id,
-            &batch,
-            &settlement,
-            Some(&fence),
-        )
-        .await?
-        {
-            txn.rollback().await.map_err(|e| shared.db_error(e))?;
+        let accepted = if settlement.dead_letters.is_empty() {
+            // The fenced UPDATE is the whole acknowledgement: one statement,
+            // its own transaction.
+            partition_row::persist(
+                &shared,
+                &shared.db,
+                self.partition_id,
+                &batch,
+                &settlement,
+                Some(&fence),
+            )
+            .await?
+        } else {
+            let txn = shared.begin_bookkeeping().await?;
+            let accepted = partition_row::persist(
+                &shared,
+                &txn,
+                self.partition_id,
+                &batch,
+                &settlement,
+                Some(&fence),
+            )
+            .await?;
+            if accepted {
+                txn.commit().await.map_err(|e| shared.db_error(e))?;
+            } else {
+                txn.rollback().await.map_err(|e| shared.db_error(e))?;
+            }
+            accepted
+        };
+        if !accepted {
             tracing::warn!(queue = %self.queue.name, partition = self.partition, token = held.token, "outbox lease was lost; acknowledgement refused, the batch will be delivered again");
             self.lease = None;
             return Ok(Step::Busy);
         }
-        txn.commit().await.map_err(|e| shared.db_error(e))?;
         if let Some(lease) = self.lease.as_mut() {
             lease.expires = ack_started + lease_len;
+            lease.processed_seq = settlement.processed_seq;
+            lease.attempts = settlement.retry.as_ref().map_or(0, |retry| retry.attempts);
+            lease.retry_until = settlement
+                .retry
+                .as_ref()
+                .map(|retry| ack_started + retry.delay);
         }
         Ok(step_after(&settlement, state.processed_seq))
     }
@@ -299,7 +322,7 @@ impl Outbox {
         lease: Duration,
     ) -> Result<Option<Lease>, OutboxError> {
         let partition_id = self.partition_id(queue, partition)?;
-        let state = take(&self.shared, &self.shared.db, partition_id, owner, lease).await?;
+        let state = take(&self.shared, partition_id, owner, lease).await?;
         Ok(state.map(|state| Lease {
             queue: queue.to_owned(),
             partition,

@@ -123,11 +123,7 @@ impl PartitionWorker {
         handler: &dyn TransactionalHandler,
     ) -> Result<Step, OutboxError> {
         let shared = self.shared.clone();
-        let txn = shared
-            .db
-            .begin_with_options(shared.dialect.worker_transaction())
-            .await
-            .map_err(|e| shared.db_error(e))?;
+        let txn = shared.begin_worker().await?;
         let Some(state) = partition_row::state(&shared, &txn, self.partition_id, true).await?
         else {
             txn.rollback().await.map_err(|e| shared.db_error(e))?;
@@ -198,11 +194,7 @@ impl PartitionWorker {
             BatchResult::retry(reason),
             &self.queue.retry,
         );
-        let txn = shared
-            .db
-            .begin_with_options(shared.dialect.worker_transaction())
-            .await
-            .map_err(|e| shared.db_error(e))?;
+        let txn = shared.begin_worker().await?;
         match partition_row::state(&shared, &txn, self.partition_id, true).await? {
             Some(now) if now.processed_seq == state.processed_seq => {
                 partition_row::persist(&shared, &txn, self.partition_id, batch, &settlement, None)

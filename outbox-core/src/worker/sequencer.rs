@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use sea_orm::ConnectionTrait;
 use sea_orm::sea_query::{Alias, CaseStatement, Expr, ExprTrait, LockBehavior, Order, Query};
-use sea_orm::{ConnectionTrait, TransactionTrait};
 use tracing::Instrument;
 
 use crate::error::OutboxError;
@@ -99,11 +99,7 @@ impl Sequencer {
         let t = &shared.tables;
         let limit = u64::from(self.config.sequencer_batch);
         let err = |e| shared.db_error(e);
-        let txn = shared
-            .db
-            .begin_with_options(shared.dialect.worker_transaction())
-            .await
-            .map_err(err)?;
+        let txn = shared.begin_bookkeeping().await?;
 
         // 1. Which partitions the oldest waiting rows belong to.
         let candidates = Query::select()
