@@ -237,6 +237,7 @@ impl OutboxBuilder {
 
         let mut queues = HashMap::new();
         let mut partition_wakers = HashMap::new();
+        let mut partition_names = HashMap::new();
         for queue in &self.queues {
             let ids: Vec<i64> = (0..queue.partitions)
                 .map(|n| partition_ids.get(&(queue.name.clone(), n)).copied())
@@ -247,6 +248,12 @@ impl OutboxBuilder {
                         queue.name
                     ))
                 })?;
+            for (n, id) in ids.iter().enumerate() {
+                partition_names.insert(
+                    *id,
+                    (queue.name.clone(), u32::try_from(n).unwrap_or(u32::MAX)),
+                );
+            }
             if self.run_workers && !matches!(queue.mode, Mode::ProduceOnly) {
                 for id in &ids {
                     partition_wakers.insert(*id, Arc::new(Notify::new()));
@@ -269,6 +276,8 @@ impl OutboxBuilder {
             queues,
             max_payload_bytes: self.max_payload_bytes,
             sequencer_wake: Notify::new(),
+            partition_names,
+            events: crate::event::EventHub::default(),
             notify_on_enqueue: notify_on_enqueue(
                 dialect_for_notify.as_ref(),
                 &prefix_for_notify,

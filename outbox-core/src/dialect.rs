@@ -80,6 +80,14 @@ pub trait Dialect: Send + Sync + Debug + 'static {
     /// Statements run once when the outbox starts (SQLite: WAL journal).
     fn startup_statements(&self) -> &'static [&'static str];
 
+    /// Where the shared form `DELETE FROM body WHERE message_id IN (SELECT
+    /// message_id FROM outgoing WHERE partition_id = ? AND seq <= ?)` is
+    /// planned badly, the backend's own statement for it, with those two
+    /// parameters in that order (MySQL/MariaDB plan the `IN` as a full scan
+    /// of `body` with a dependent subquery, so they use a multi-table
+    /// `DELETE ... JOIN`). `None` uses the shared form.
+    fn vacuum_bodies_sql(&self, body_table: &str, outgoing_table: &str) -> Option<String>;
+
     /// A statement that sends a notification inside the current transaction,
     /// delivered on commit, with the channel bound as the first parameter and
     /// the payload as the second (PostgreSQL: `SELECT pg_notify($1, $2)`);
@@ -88,7 +96,7 @@ pub trait Dialect: Send + Sync + Debug + 'static {
 
     /// Extra DDL, after the tables, that makes committed writes notify
     /// other processes (PostgreSQL: statement triggers calling `pg_notify`
-    /// on `channel` with the payloads [`crate::wakeup`] documents). Empty
+    /// on `channel` with the payloads the `wakeup` module documents: `p<id>,<id>,...` or `p*`). Empty
     /// where the backend has no notifications. Each statement must be safe
     /// to re-run.
     fn wakeup_schema(&self, prefix: &str, channel: &str) -> Vec<String>;

@@ -146,6 +146,37 @@ pub enum OutboxError {
     /// The outbox is stopping and takes no more work.
     #[error("the outbox is shutting down")]
     ShuttingDown,
+    /// A dead-letter id that does not exist (or was cleaned up).
+    #[error(
+        "no dead letter with id {id}: list the ids with DeadLetters::list (`outbox dead-letters list`)"
+    )]
+    DeadLetterNotFound {
+        /// The id given.
+        id: i64,
+    },
+    /// A dead-letter scope, page or admin argument that cannot be used as given.
+    #[error("invalid dead-letter scope: {0}")]
+    InvalidScope(String),
+    /// Requeue found a dead letter whose queue and partition have no
+    /// partition row.
+    #[error(
+        "queue {queue:?} has no partition {partition} in the partition table: start an outbox with this queue and at least {} partitions once, then requeue", u64::from(*partition) + 1
+    )]
+    PartitionRowMissing {
+        /// The dead letter's queue.
+        queue: String,
+        /// The dead letter's partition number.
+        partition: u32,
+    },
+    /// Requeue found the dead letter's message id still waiting in its
+    /// queue; a second copy would share its body row.
+    #[error(
+        "message {message_id} is still queued for delivery: requeue its dead letter after that copy is delivered, or leave the letter out of the scope"
+    )]
+    MessageStillQueued {
+        /// The message id.
+        message_id: uuid::Uuid,
+    },
 }
 
 impl OutboxError {

@@ -3,6 +3,7 @@
 use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
 
+use crate::event::{EventFilter, EventStream};
 use crate::outbox::Outbox;
 
 /// A started outbox. Dropping it does not stop the workers: call
@@ -27,6 +28,20 @@ impl OutboxHandle {
         }
     }
 
+    /// Every lifecycle event of this instance, buffered up to 1,024: see
+    /// [`OutboxHandle::subscribe`].
+    pub fn events(&self) -> EventStream {
+        self.subscribe(EventFilter::all(), 1024)
+    }
+
+    /// Lifecycle events matching `filter`, buffered up to `buffer`. Best
+    /// effort: a subscriber whose buffer is full is dropped and its stream
+    /// ends, so the workers never wait for it. Durable catch-up is by cursor
+    /// on the tables, not by this stream.
+    pub fn subscribe(&self, filter: EventFilter, buffer: usize) -> EventStream {
+        self.outbox.shared.events.subscribe(filter, buffer)
+    }
+
     /// The producer API of this instance.
     pub fn outbox(&self) -> &Outbox {
         &self.outbox
@@ -47,5 +62,6 @@ impl OutboxHandle {
                 tracing::error!(error = %err, "outbox worker task ended abnormally");
             }
         }
+        self.outbox.shared.events.close();
     }
 }

@@ -68,9 +68,12 @@
 //!
 //! [sea-orm]: https://www.sea-ql.org/SeaORM/
 
+mod admin;
 mod builder;
+mod dead_letter;
 mod dialect;
 mod error;
+mod event;
 mod handle;
 mod handler;
 mod message;
@@ -80,13 +83,20 @@ mod partition;
 mod profile;
 mod queue;
 mod retry;
+mod stats;
 mod table;
 mod wakeup;
 mod worker;
 
+pub use admin::OutboxAdmin;
 pub use builder::OutboxBuilder;
+pub use dead_letter::{
+    DeadLetter, DeadLetterList, DeadLetterPage, DeadLetterScope, DeadLetterStatus,
+    DeadLetterSummary, DeadLetters, MAX_DEAD_LETTER_BATCH, Requeued,
+};
 pub use dialect::{ColumnKind, Dialect};
 pub use error::{DbErrorKind, OutboxError};
+pub use event::{Event, EventFilter, EventKind, EventStream};
 pub use handle::OutboxHandle;
 pub use handler::{
     BatchResult, EachMessage, LeasedHandler, LeasedMessageHandler, Outcome, TransactionalHandler,
@@ -99,6 +109,7 @@ pub use partition::{PartitionKey, fnv1a_64};
 pub use profile::Profile;
 pub use queue::{MAX_PARTITIONS, MAX_QUEUE_NAME_LEN, Queue};
 pub use retry::RetryPolicy;
+pub use stats::{DeadLetterCounts, OutboxStats, PartitionStats, QueueStats};
 pub use table::DEFAULT_TABLE_PREFIX;
 pub use wakeup::{WakeupListener, channel as wakeup_channel};
 pub use worker::lease::Lease;

@@ -99,7 +99,10 @@ impl OutboxSchema {
             }
         }
         let prefix = &self.tables.prefix;
-        for sql in self.dialect.wakeup_schema(prefix, &crate::wakeup::channel(prefix)) {
+        for sql in self
+            .dialect
+            .wakeup_schema(prefix, &crate::wakeup::channel(prefix))
+        {
             out.push(Statement::from_string(backend, sql));
         }
         out

@@ -43,6 +43,10 @@ pub(crate) struct Shared {
     pub(crate) notify_on_enqueue: Option<sea_orm::Statement>,
     /// One waker per partition row this instance processes.
     pub(crate) partition_wakers: HashMap<i64, Arc<Notify>>,
+    /// Partition row id → (queue, partition number), for every registered queue.
+    pub(crate) partition_names: HashMap<i64, (String, u32)>,
+    /// Lifecycle event subscribers.
+    pub(crate) events: crate::event::EventHub,
 }
 
 impl Shared {

@@ -52,7 +52,11 @@ pub fn channel(prefix: &str) -> String {
 }
 
 /// Relays notifications to this instance's sequencer and processors until stop.
-pub(crate) async fn relay(shared: Arc<Shared>, mut listener: Box<dyn WakeupListener>, mut shutdown: Shutdown) {
+pub(crate) async fn relay(
+    shared: Arc<Shared>,
+    mut listener: Box<dyn WakeupListener>,
+    mut shutdown: Shutdown,
+) {
     let mut errors = 0;
     while !shutdown.is_set() {
         let received = tokio::select! {
@@ -65,7 +69,9 @@ pub(crate) async fn relay(shared: Arc<Shared>, mut listener: Box<dyn WakeupListe
                 Wakeup::parse(&payload)
             }
             Ok(None) => {
-                tracing::info!("outbox wakeup listener reconnecting; looking at the tables meanwhile");
+                tracing::info!(
+                    "outbox wakeup listener reconnecting; looking at the tables meanwhile"
+                );
                 Wakeup::Everything
             }
             Err(err) => {

@@ -51,7 +51,16 @@ macro_rules! all_cases {
             migrations_are_rerunnable_and_concurrent,
             late_committed_message_is_not_skipped,
             notifications_wake_another_instance_without_polling,
+            event_subscribers_get_filtered_events_and_a_full_one_is_dropped,
             failed_statement_in_handler_does_not_stall_partition,
+            dead_letters_are_listed_counted_and_shown_by_scope,
+            concurrent_replays_claim_disjoint_letters,
+            expired_replay_claims_return_to_pending,
+            discard_and_cleanup_remove_letters_by_scope,
+            requeued_letter_is_delivered_after_the_partitions_messages,
+            requeue_refuses_missing_partitions_and_queued_duplicates,
+            concurrent_requeues_move_each_letter_once,
+            stats_report_backlog_cursor_retry_and_dead_letters,
         );
     };
 }

@@ -225,6 +225,9 @@ impl PartitionWorker {
             self.lease = None;
             return Ok(Step::Busy);
         }
+        if shared.events.active() {
+            shared.events.publish(settlement.events(&batch));
+        }
         if let Some(lease) = self.lease.as_mut() {
             lease.expires = ack_started + lease_len;
             lease.processed_seq = settlement.processed_seq;

@@ -178,6 +178,9 @@ impl PartitionWorker {
         }
         partition_row::persist(&shared, &txn, self.partition_id, &batch, &settlement, None).await?;
         txn.commit().await.map_err(|e| shared.db_error(e))?;
+        if shared.events.active() {
+            shared.events.publish(settlement.events(&batch));
+        }
         Ok(step_after(&settlement, state.processed_seq))
     }
 

@@ -213,6 +213,22 @@ impl Sequencer {
         txn.commit().await.map_err(err)?;
 
         // 5. Only now, after commit, wake the processors of filled partitions.
+        if shared.events.active() {
+            shared.events.publish(
+                moved
+                    .iter()
+                    .filter_map(|(_, partition_id, seq, message_id)| {
+                        let (queue, partition) = shared.partition_names.get(partition_id)?;
+                        Some(crate::Event {
+                            kind: crate::EventKind::Sequenced,
+                            queue: queue.clone(),
+                            partition: *partition,
+                            seq: *seq,
+                            message_id: uuid::Uuid::from_slice(message_id).ok()?,
+                        })
+                    }),
+            );
+        }
         for partition_id in &touched {
             if let Some(wake) = shared.partition_wakers.get(partition_id) {
                 wake.notify_one();

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::event::{Event, EventKind};
 use crate::handler::{BatchResult, Outcome};
 use crate::message::Batch;
 use crate::retry::RetryPolicy;
@@ -38,6 +39,39 @@ impl Settlement {
     /// Whether the cursor moved or anything was dead-lettered.
     pub(crate) fn progressed(&self, processed_before: i64) -> bool {
         self.processed_seq > processed_before
+    }
+}
+
+impl Settlement {
+    /// The events this settlement stands for, once written.
+    pub(crate) fn events(&self, batch: &Batch) -> Vec<Event> {
+        let event = |kind, message: &crate::Delivery| Event {
+            kind,
+            queue: batch.queue.clone(),
+            partition: batch.partition,
+            seq: message.seq,
+            message_id: message.message_id,
+        };
+        let mut events = Vec::new();
+        for (index, message) in batch.messages.iter().enumerate() {
+            if message.seq <= self.processed_seq {
+                let dead = self.dead_letters.iter().any(|d| d.index == index);
+                events.push(event(
+                    if dead {
+                        EventKind::DeadLettered
+                    } else {
+                        EventKind::Delivered
+                    },
+                    message,
+                ));
+            } else {
+                if self.retry.is_some() {
+                    events.push(event(EventKind::Retried, message));
+                }
+                break;
+            }
+        }
+        events
     }
 }
 

@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use sea_orm::ConnectionTrait;
 use sea_orm::sea_query::{Expr, ExprTrait, Order, Query};
+use sea_orm::{ConnectionTrait, Statement};
 use tracing::Instrument;
 
 use crate::error::OutboxError;
@@ -85,7 +85,7 @@ impl Vacuum {
         let mut deleted = 0;
         loop {
             let select = Query::select()
-                .columns(["seq", "message_id"])
+                .column("seq")
                 .from(t.outgoing.clone())
                 .and_where(Expr::col("partition_id").eq(partition_id))
                 .and_where(Expr::col("seq").lte(processed))
@@ -97,17 +97,40 @@ impl Vacuum {
                 return Ok(deleted);
             };
             let last_seq: i64 = last.try_get("", "seq").map_err(err)?;
-            let mut ids = Vec::with_capacity(rows.len());
-            for row in &rows {
-                ids.push(row.try_get::<Vec<u8>>("", "message_id").map_err(err)?);
-            }
             // Bodies first: a crash between the two statements leaves outgoing
-            // rows below the cursor, which nothing reads and the next pass deletes.
-            let bodies = Query::delete()
-                .from_table(t.body.clone())
-                .and_where(Expr::col("message_id").is_in(ids))
-                .to_owned();
-            shared.db.execute(&bodies).await.map_err(err)?;
+            // rows below the cursor, which nothing reads and the next pass
+            // deletes. The bodies are chosen by a subquery on outgoing in the
+            // same statement, not by ids read before: a dead letter requeued
+            // meanwhile deletes its old outgoing row and writes a new body
+            // with the same id in one transaction, and this statement then
+            // either sees the old row (and deletes the old body, which the
+            // requeue replaces) or does not see it (and leaves the new body).
+            let backend = shared.dialect.backend();
+            let bodies = match shared
+                .dialect
+                .vacuum_bodies_sql(&t.name("body"), &t.name("outgoing"))
+            {
+                Some(sql) => Statement::from_sql_and_values(
+                    backend,
+                    sql,
+                    [partition_id.into(), last_seq.into()],
+                ),
+                None => {
+                    let old_rows = Query::select()
+                        .column("message_id")
+                        .from(t.outgoing.clone())
+                        .and_where(Expr::col("partition_id").eq(partition_id))
+                        .and_where(Expr::col("seq").lte(last_seq))
+                        .to_owned();
+                    backend.build(
+                        &Query::delete()
+                            .from_table(t.body.clone())
+                            .and_where(Expr::col("message_id").in_subquery(old_rows))
+                            .to_owned(),
+                    )
+                }
+            };
+            shared.db.execute_raw(bodies).await.map_err(err)?;
             let outgoing = Query::delete()
                 .from_table(t.outgoing.clone())
                 .and_where(Expr::col("partition_id").eq(partition_id))

@@ -1,16 +1,25 @@
 //! The suite's cases: each a plain `async fn` taking a [`TestDb`](crate::TestDb).
 
 mod config;
+mod dead_letter;
 mod enqueue;
+mod event;
 mod failure;
 mod leased;
 mod ordering;
+mod requeue;
+mod stats;
 mod transactional;
 mod vacuum;
 mod wakeup;
 
 pub use config::{bad_configuration_fails_at_start, migrations_are_rerunnable_and_concurrent};
+pub use dead_letter::{
+    concurrent_replays_claim_disjoint_letters, dead_letters_are_listed_counted_and_shown_by_scope,
+    discard_and_cleanup_remove_letters_by_scope, expired_replay_claims_return_to_pending,
+};
 pub use enqueue::{bad_input_returns_typed_errors_and_changes_nothing, rollback_leaves_no_message};
+pub use event::event_subscribers_get_filtered_events_and_a_full_one_is_dropped;
 pub use failure::{
     panicking_and_hanging_handlers_count_as_retries, reject_dead_letters_and_partition_goes_on,
     retry_then_success_keeps_order,
@@ -23,6 +32,12 @@ pub use ordering::{
     late_committed_message_is_not_skipped, no_loss_across_ten_thousand_messages,
     order_per_partition_with_four_producers,
 };
+pub use requeue::{
+    concurrent_requeues_move_each_letter_once,
+    requeue_refuses_missing_partitions_and_queued_duplicates,
+    requeued_letter_is_delivered_after_the_partitions_messages,
+};
+pub use stats::stats_report_backlog_cursor_retry_and_dead_letters;
 pub use transactional::{
     failed_statement_in_handler_does_not_stall_partition,
     stop_then_restart_resumes_without_redelivery, transactional_handler_writes_commit_exactly_once,
@@ -35,3 +50,20 @@ use std::time::Duration;
 
 /// How long a case waits for a condition before failing.
 pub(crate) const PATIENCE: Duration = Duration::from_secs(60);
+
+/// Polls the async `condition` every 20 ms until it holds; panics naming
+/// `what` if it does not within [`PATIENCE`].
+pub(crate) async fn eventually<F, Fut>(what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !condition().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

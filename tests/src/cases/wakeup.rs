@@ -18,7 +18,10 @@ async fn listeners(db: &TestDb) -> i64 {
 /// killed it reconnects by itself and wakeups work again.
 pub async fn notifications_wake_another_instance_without_polling(db: TestDb) {
     if db.backend != Backend::Postgres {
-        eprintln!("--- notifications_wake_another_instance_without_polling: skipped on {:?}, which has no LISTEN/NOTIFY (in-process wakeups and polling only)", db.backend);
+        eprintln!(
+            "--- notifications_wake_another_instance_without_polling: skipped on {:?}, which has no LISTEN/NOTIFY (in-process wakeups and polling only)",
+            db.backend
+        );
         return;
     }
     let rec = Recorder::default();
@@ -42,17 +45,26 @@ pub async fn notifications_wake_another_instance_without_polling(db: TestDb) {
         let outbox = producer.outbox().clone();
         async move {
             let txn = producer_pool.begin().await.unwrap();
-            outbox.enqueue(&txn, "q", 1u32, Message::new("t", text.as_bytes().to_vec())).await.unwrap();
+            outbox
+                .enqueue(&txn, "q", 1u32, Message::new("t", text.as_bytes().to_vec()))
+                .await
+                .unwrap();
             txn.commit().await.unwrap();
         }
     };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while listeners(&db).await == 0 {
-        assert!(tokio::time::Instant::now() < deadline, "no listener connection");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no listener connection"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     send("first").await;
-    assert!(wait_until(Duration::from_secs(10), || rec.len() == 1).await, "no wakeup across instances");
+    assert!(
+        wait_until(Duration::from_secs(10), || rec.len() == 1).await,
+        "no wakeup across instances"
+    );
 
     // Kill the listener connection; the outbox must listen again by itself.
     db.exec(&format!(
@@ -66,10 +78,16 @@ pub async fn notifications_wake_another_instance_without_polling(db: TestDb) {
         if listeners(&db).await > 0 {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "the listener did not reconnect");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the listener did not reconnect"
+        );
     }
     send("second").await;
-    assert!(wait_until(Duration::from_secs(10), || rec.len() == 2).await, "no wakeup after the listener was killed");
+    assert!(
+        wait_until(Duration::from_secs(10), || rec.len() == 2).await,
+        "no wakeup after the listener was killed"
+    );
     producer.stop().await;
     consumer.stop().await;
     producer_pool.close().await.ok();

@@ -1,0 +1,238 @@
+//! A dead letter as the admin API returns it, and reading it from a row.
+
+use std::collections::BTreeMap;
+
+use sea_orm::{DbErr, QueryResult};
+use uuid::Uuid;
+
+use super::scope::DeadLetterStatus;
+use crate::error::OutboxError;
+
+/// Columns of a summary, in the order they are selected.
+pub(crate) const SUMMARY_COLUMNS: [&str; 13] = [
+    "id",
+    "queue_name",
+    "partition_no",
+    "seq",
+    "message_id",
+    "payload_type",
+    "created_at",
+    "failed_at",
+    "attempts",
+    "last_error",
+    "status",
+    "deadline",
+    "completed_at",
+];
+
+/// Columns a full letter adds to a summary.
+pub(crate) const BODY_COLUMNS: [&str; 2] = ["payload", "headers"];
+
+/// The alias of the database clock selected alongside the letters.
+pub(crate) const NOW_COLUMN: &str = "now_ms";
+
+/// One dead letter without its payload and headers, as listed.
+///
+/// The table keeps the last error and the number of attempts, not every
+/// error: `last_error` and `attempts` are the letter's error history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DeadLetterSummary {
+    /// The dead letter's id (also the listing cursor).
+    pub id: i64,
+    /// The queue the message was enqueued to.
+    pub queue: String,
+    /// Its partition number.
+    pub partition: u32,
+    /// The sequence number it had in its partition.
+    pub seq: i64,
+    /// The message id (kept by a requeue).
+    pub message_id: Uuid,
+    /// The payload type.
+    pub payload_type: String,
+    /// Where it is in its lifecycle; a claim past its deadline reads as pending.
+    pub status: DeadLetterStatus,
+    /// Delivery attempts: the handler's tries before it was dead-lettered,
+    /// plus one for each rejected replay.
+    pub attempts: u32,
+    /// The last error: the handler's rejection or retry reason, or the
+    /// reason given to the last [`DeadLetters::reject`](crate::DeadLetters::reject).
+    pub last_error: String,
+    /// When the message was enqueued (epoch ms, database clock).
+    pub created_at_ms: i64,
+    /// When it was dead-lettered (epoch ms).
+    pub failed_at_ms: i64,
+    /// While reprocessing: when the claim runs out (epoch ms).
+    pub deadline_ms: Option<i64>,
+    /// When it was resolved or discarded (epoch ms).
+    pub completed_at_ms: Option<i64>,
+}
+
+/// One dead letter in full: a summary plus payload and headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DeadLetter {
+    /// The dead letter's id.
+    pub id: i64,
+    /// The queue the message was enqueued to.
+    pub queue: String,
+    /// Its partition number.
+    pub partition: u32,
+    /// The sequence number it had in its partition.
+    pub seq: i64,
+    /// The message id.
+    pub message_id: Uuid,
+    /// The payload type.
+    pub payload_type: String,
+    /// The payload bytes.
+    pub payload: Vec<u8>,
+    /// The message headers (trace context and user headers).
+    pub headers: BTreeMap<String, String>,
+    /// Where it is in its lifecycle; a claim past its deadline reads as pending.
+    pub status: DeadLetterStatus,
+    /// Delivery attempts (see [`DeadLetterSummary::attempts`]).
+    pub attempts: u32,
+    /// The last error (see [`DeadLetterSummary::last_error`]).
+    pub last_error: String,
+    /// When the message was enqueued (epoch ms, database clock).
+    pub created_at_ms: i64,
+    /// When it was dead-lettered (epoch ms).
+    pub failed_at_ms: i64,
+    /// While reprocessing: when the claim runs out (epoch ms).
+    pub deadline_ms: Option<i64>,
+    /// When it was resolved or discarded (epoch ms).
+    pub completed_at_ms: Option<i64>,
+}
+
+impl DeadLetter {
+    /// The letter without payload and headers.
+    pub fn summary(&self) -> DeadLetterSummary {
+        DeadLetterSummary {
+            id: self.id,
+            queue: self.queue.clone(),
+            partition: self.partition,
+            seq: self.seq,
+            message_id: self.message_id,
+            payload_type: self.payload_type.clone(),
+            status: self.status,
+            attempts: self.attempts,
+            last_error: self.last_error.clone(),
+            created_at_ms: self.created_at_ms,
+            failed_at_ms: self.failed_at_ms,
+            deadline_ms: self.deadline_ms,
+            completed_at_ms: self.completed_at_ms,
+        }
+    }
+}
+
+/// One page of dead letters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DeadLetterList {
+    /// The letters, in id order.
+    pub letters: Vec<DeadLetterSummary>,
+    /// The cursor for the next page, `None` when this page was the last.
+    pub next_cursor: Option<i64>,
+}
+
+fn get<T: sea_orm::TryGetable>(row: &QueryResult, column: &str) -> Result<T, DbErr> {
+    row.try_get::<T>("", column)
+}
+
+/// An integer column that is `INT` on some backends and `BIGINT` on others.
+fn get_int(row: &QueryResult, column: &str) -> Result<i64, DbErr> {
+    match row.try_get::<i64>("", column) {
+        Ok(value) => Ok(value),
+        Err(_) => row.try_get::<i32>("", column).map(i64::from),
+    }
+}
+
+pub(crate) fn message_id(bytes: &[u8]) -> Result<Uuid, DbErr> {
+    Uuid::from_slice(bytes).map_err(|e| DbErr::Type(e.to_string()))
+}
+
+/// Reads a summary from a row holding [`SUMMARY_COLUMNS`] and [`NOW_COLUMN`].
+pub(crate) fn parse_summary(row: &QueryResult) -> Result<DeadLetterSummary, OutboxError> {
+    let raw = || -> Result<_, DbErr> {
+        Ok((
+            get::<i64>(row, "id")?,
+            get::<String>(row, "queue_name")?,
+            get_int(row, "partition_no")?,
+            get::<i64>(row, "seq")?,
+            message_id(&get::<Vec<u8>>(row, "message_id")?)?,
+            get::<String>(row, "payload_type")?,
+            get::<i64>(row, "created_at")?,
+            get::<i64>(row, "failed_at")?,
+            get_int(row, "attempts")?,
+            get::<String>(row, "last_error")?,
+            get::<String>(row, "status")?,
+            get::<Option<i64>>(row, "deadline")?,
+            get::<Option<i64>>(row, "completed_at")?,
+            get::<i64>(row, NOW_COLUMN)?,
+        ))
+    };
+    let (
+        id,
+        queue,
+        partition,
+        seq,
+        message_id,
+        payload_type,
+        created_at_ms,
+        failed_at_ms,
+        attempts,
+        last_error,
+        stored_status,
+        deadline,
+        completed_at_ms,
+        now,
+    ) = raw().map_err(|e| OutboxError::Database {
+        kind: crate::DbErrorKind::Other,
+        source: e,
+    })?;
+    let status = DeadLetterStatus::effective(&stored_status, deadline, now)?;
+    Ok(DeadLetterSummary {
+        id,
+        queue,
+        partition: u32::try_from(partition).unwrap_or(0),
+        seq,
+        message_id,
+        payload_type,
+        status,
+        attempts: u32::try_from(attempts).unwrap_or(0),
+        last_error,
+        created_at_ms,
+        failed_at_ms,
+        deadline_ms: deadline.filter(|_| status == DeadLetterStatus::Reprocessing),
+        completed_at_ms,
+    })
+}
+
+/// Reads a full letter from a row holding the summary and [`BODY_COLUMNS`].
+pub(crate) fn parse_letter(row: &QueryResult) -> Result<DeadLetter, OutboxError> {
+    let s = parse_summary(row)?;
+    let as_db = |e: DbErr| OutboxError::Database {
+        kind: crate::DbErrorKind::Other,
+        source: e,
+    };
+    let payload: Vec<u8> = get(row, "payload").map_err(as_db)?;
+    let headers: String = get(row, "headers").map_err(as_db)?;
+    let headers = serde_json::from_str(&headers).map_err(OutboxError::Json)?;
+    Ok(DeadLetter {
+        id: s.id,
+        queue: s.queue,
+        partition: s.partition,
+        seq: s.seq,
+        message_id: s.message_id,
+        payload_type: s.payload_type,
+        payload,
+        headers,
+        status: s.status,
+        attempts: s.attempts,
+        last_error: s.last_error,
+        created_at_ms: s.created_at_ms,
+        failed_at_ms: s.failed_at_ms,
+        deadline_ms: s.deadline_ms,
+        completed_at_ms: s.completed_at_ms,
+    })
+}

@@ -1,0 +1,339 @@
+//! Requeue: dead letters back into their live queue, in one transaction with
+//! marking them resolved.
+
+use std::collections::{BTreeMap, HashSet};
+
+use sea_orm::sea_query::{Cond, Expr, ExprTrait, Order, Query};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, QueryResult, TransactionTrait};
+use uuid::Uuid;
+
+use super::record::message_id;
+use super::scope::{DeadLetterScope, DeadLetterStatus, claimable};
+use crate::admin::OutboxAdmin;
+use crate::error::OutboxError;
+
+/// A dead letter put back into its queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Requeued {
+    /// The dead letter's id (now resolved).
+    pub dead_letter_id: i64,
+    /// The queue it went back to.
+    pub queue: String,
+    /// Its partition number.
+    pub partition: u32,
+    /// The message id, unchanged.
+    pub message_id: Uuid,
+}
+
+/// A letter chosen for requeueing.
+struct Candidate {
+    id: i64,
+    queue: String,
+    partition: u32,
+    seq: i64,
+    message_id: Uuid,
+    payload: Vec<u8>,
+    payload_type: String,
+    /// The headers as stored: JSON text, copied as is.
+    headers: String,
+}
+
+fn parse(row: &QueryResult) -> Result<Candidate, DbErr> {
+    let int = |column: &str| -> Result<i64, DbErr> {
+        row.try_get::<i64>("", column)
+            .or_else(|_| row.try_get::<i32>("", column).map(i64::from))
+    };
+    Ok(Candidate {
+        id: row.try_get("", "id")?,
+        queue: row.try_get("", "queue_name")?,
+        partition: u32::try_from(int("partition_no")?).unwrap_or(0),
+        seq: row.try_get("", "seq")?,
+        message_id: message_id(&row.try_get::<Vec<u8>>("", "message_id")?)?,
+        payload: row.try_get("", "payload")?,
+        payload_type: row.try_get("", "payload_type")?,
+        headers: row.try_get("", "headers")?,
+    })
+}
+
+/// A partition row as requeue needs it.
+struct PartitionRow {
+    id: i64,
+    processed_seq: i64,
+}
+
+/// One requeue transaction. `None` when a candidate was claimed by someone
+/// else between reading and claiming (then nothing was written).
+///
+/// 1. Read the oldest claimable letters of the scope, locking them with
+///    `SKIP LOCKED` where the backend has row locks.
+/// 2. Mark them resolved with a conditional UPDATE; fewer rows than read
+///    means another admin got one first: roll back, try again.
+/// 3. Lock their partition rows (waiting: a transactional processor holds
+///    its row only for one batch), so this does not interleave with the
+///    workers of those partitions.
+/// 4. Refuse a message id that is still waiting in its queue.
+/// 5. Delete what is left of the original: its outgoing row at the old
+///    sequence number (at or below the cursor, not yet vacuumed) and any body
+///    row with its id.
+/// 6. Insert body and incoming rows: the sequencer gives them new sequence
+///    numbers after everything already in the partition.
+pub(super) async fn run(
+    admin: &OutboxAdmin,
+    scope: &DeadLetterScope,
+    limit: u32,
+) -> Result<Option<Vec<Requeued>>, OutboxError> {
+    let err = |e| admin.error(e);
+    let t = &admin.tables;
+    let now = admin.dialect.now_millis();
+    let txn = admin
+        .db
+        .begin_with_options(admin.dialect.worker_transaction())
+        .await
+        .map_err(err)?;
+
+    // 1. Candidates.
+    let mut select = Query::select();
+    select
+        .columns([
+            "id",
+            "queue_name",
+            "partition_no",
+            "seq",
+            "message_id",
+            "payload",
+            "payload_type",
+            "headers",
+        ])
+        .from(t.dead_letter.clone())
+        .cond_where(Cond::all().add(scope.condition(&now)).add(claimable(&now)))
+        .order_by("id", Order::Asc)
+        .limit(u64::from(limit));
+    super::lock_candidates(&mut select, admin);
+    let mut candidates = Vec::new();
+    let mut seen = HashSet::new();
+    for row in txn.query_all(&select).await.map_err(err)? {
+        let candidate = parse(&row).map_err(err)?;
+        // Two open letters of one message (rare): take the older now; the
+        // next requeue finds the other still queued and says so.
+        if seen.insert(candidate.message_id) {
+            candidates.push(candidate);
+        }
+    }
+    if candidates.is_empty() {
+        txn.commit().await.map_err(err)?;
+        return Ok(Some(Vec::new()));
+    }
+
+    // 2. Claim them: resolved, atomically with everything below.
+    let update = Query::update()
+        .table(t.dead_letter.clone())
+        .value("status", DeadLetterStatus::Resolved.as_str())
+        .value("deadline", Option::<i64>::None)
+        .value("completed_at", now.clone())
+        .cond_where(
+            Cond::all()
+                .add(Expr::col("id").is_in(candidates.iter().map(|c| c.id)))
+                .add(claimable(&now)),
+        )
+        .to_owned();
+    let claimed = txn.execute(&update).await.map_err(err)?.rows_affected();
+    if claimed != candidates.len() as u64 {
+        txn.rollback().await.map_err(err)?;
+        return Ok(None);
+    }
+
+    // 3. Their partition rows.
+    let partitions = match lock_partitions(admin, &txn, &candidates).await {
+        Ok(partitions) => partitions,
+        Err(e) => {
+            let _ = txn.rollback().await;
+            return Err(e);
+        }
+    };
+
+    // 4-6.
+    if let Err(e) = move_back(admin, &txn, &candidates, &partitions).await {
+        let _ = txn.rollback().await;
+        return Err(e);
+    }
+    txn.commit().await.map_err(err)?;
+    Ok(Some(
+        candidates
+            .into_iter()
+            .map(|c| Requeued {
+                dead_letter_id: c.id,
+                queue: c.queue,
+                partition: c.partition,
+                message_id: c.message_id,
+            })
+            .collect(),
+    ))
+}
+
+async fn lock_partitions(
+    admin: &OutboxAdmin,
+    txn: &DatabaseTransaction,
+    candidates: &[Candidate],
+) -> Result<BTreeMap<(String, u32), PartitionRow>, OutboxError> {
+    let err = |e| admin.error(e);
+    let wanted: HashSet<(String, u32)> = candidates
+        .iter()
+        .map(|c| (c.queue.clone(), c.partition))
+        .collect();
+    let mut any = Cond::any();
+    for (queue, partition) in &wanted {
+        any = any.add(
+            Cond::all()
+                .add(Expr::col("queue_name").eq(queue.clone()))
+                .add(Expr::col("partition_no").eq(i64::from(*partition))),
+        );
+    }
+    let mut select = Query::select();
+    select
+        .columns(["id", "queue_name", "partition_no", "processed_seq"])
+        .from(admin.tables.partition.clone())
+        .cond_where(any)
+        .order_by("id", Order::Asc);
+    if let Some(lock) = admin.dialect.partition_lock() {
+        select.lock(lock);
+    }
+    let mut found = BTreeMap::new();
+    for row in txn.query_all(&select).await.map_err(err)? {
+        let queue: String = row.try_get("", "queue_name").map_err(err)?;
+        let partition: i32 = row
+            .try_get::<i32>("", "partition_no")
+            .or_else(|_| {
+                row.try_get::<i64>("", "partition_no")
+                    .map(|n| i32::try_from(n).unwrap_or(-1))
+            })
+            .map_err(err)?;
+        let key = (queue, u32::try_from(partition).unwrap_or(u32::MAX));
+        found.insert(
+            key,
+            PartitionRow {
+                id: row.try_get("", "id").map_err(err)?,
+                processed_seq: row.try_get("", "processed_seq").map_err(err)?,
+            },
+        );
+    }
+    if let Some((queue, partition)) = wanted.into_iter().find(|key| !found.contains_key(key)) {
+        return Err(OutboxError::PartitionRowMissing { queue, partition });
+    }
+    Ok(found)
+}
+
+async fn move_back(
+    admin: &OutboxAdmin,
+    txn: &DatabaseTransaction,
+    candidates: &[Candidate],
+    partitions: &BTreeMap<(String, u32), PartitionRow>,
+) -> Result<(), OutboxError> {
+    let err = |e| admin.error(e);
+    let t = &admin.tables;
+    let row_of = |c: &Candidate| {
+        partitions
+            .get(&(c.queue.clone(), c.partition))
+            .ok_or_else(|| OutboxError::PartitionRowMissing {
+                queue: c.queue.clone(),
+                partition: c.partition,
+            })
+    };
+    let ids = || candidates.iter().map(|c| c.message_id.as_bytes().to_vec());
+
+    // 4. A copy still waiting would share the body row: refuse.
+    let waiting_incoming = Query::select()
+        .column("message_id")
+        .from(t.incoming.clone())
+        .and_where(Expr::col("message_id").is_in(ids()))
+        .limit(1)
+        .to_owned();
+    let mut unprocessed = Cond::any();
+    for row in partitions.values() {
+        unprocessed = unprocessed.add(
+            Cond::all()
+                .add(Expr::col("partition_id").eq(row.id))
+                .add(Expr::col("seq").gt(row.processed_seq)),
+        );
+    }
+    let waiting_outgoing = Query::select()
+        .column("message_id")
+        .from(t.outgoing.clone())
+        .cond_where(
+            Cond::all()
+                .add(unprocessed)
+                .add(Expr::col("message_id").is_in(ids())),
+        )
+        .limit(1)
+        .to_owned();
+    for query in [waiting_incoming, waiting_outgoing] {
+        if let Some(row) = txn.query_one(&query).await.map_err(err)? {
+            let id: Vec<u8> = row.try_get("", "message_id").map_err(err)?;
+            return Err(OutboxError::MessageStillQueued {
+                message_id: message_id(&id).map_err(err)?,
+            });
+        }
+    }
+
+    // 5. Leftovers of the original delivery.
+    let mut old_outgoing = Cond::any();
+    let mut any_old = false;
+    for c in candidates {
+        let row = row_of(c)?;
+        if c.seq <= row.processed_seq {
+            any_old = true;
+            old_outgoing = old_outgoing.add(
+                Cond::all()
+                    .add(Expr::col("partition_id").eq(row.id))
+                    .add(Expr::col("seq").eq(c.seq)),
+            );
+        }
+    }
+    if any_old {
+        let delete = Query::delete()
+            .from_table(t.outgoing.clone())
+            .cond_where(old_outgoing)
+            .to_owned();
+        txn.execute(&delete).await.map_err(err)?;
+    }
+    let delete = Query::delete()
+        .from_table(t.body.clone())
+        .and_where(Expr::col("message_id").is_in(ids()))
+        .to_owned();
+    txn.execute(&delete).await.map_err(err)?;
+
+    // 6. The new message: body, then incoming, in dead-letter id order.
+    let now = admin.dialect.now_millis();
+    let mut body = Query::insert();
+    body.into_table(t.body.clone()).columns([
+        "message_id",
+        "payload",
+        "payload_type",
+        "headers",
+        "created_at",
+    ]);
+    let mut incoming = Query::insert();
+    incoming
+        .into_table(t.incoming.clone())
+        .columns(["partition_id", "message_id"]);
+    for c in candidates {
+        let row = row_of(c)?;
+        body.values([
+            Expr::val(c.message_id.as_bytes().to_vec()),
+            Expr::val(c.payload.clone()),
+            Expr::val(c.payload_type.clone()),
+            Expr::val(c.headers.clone()),
+            now.clone(),
+        ])
+        .map_err(|e| OutboxError::InvalidConfig(e.to_string()))?;
+        incoming
+            .values([
+                Expr::val(row.id),
+                Expr::val(c.message_id.as_bytes().to_vec()),
+            ])
+            .map_err(|e| OutboxError::InvalidConfig(e.to_string()))?;
+    }
+    txn.execute(&body).await.map_err(err)?;
+    txn.execute(&incoming).await.map_err(err)?;
+    Ok(())
+}

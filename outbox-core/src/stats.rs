@@ -1,0 +1,388 @@
+//! Stats per queue and partition: backlog, age, cursor, lease, retry state
+//! and dead letters, read with a fixed number of grouped queries.
+
+use std::collections::{BTreeMap, HashMap};
+
+use sea_orm::sea_query::{Alias, CaseStatement, Expr, ExprTrait, Func, Order, Query};
+use sea_orm::{ConnectionTrait, DbErr, QueryResult};
+
+use crate::admin::OutboxAdmin;
+use crate::dead_letter::DeadLetterStatus;
+use crate::error::OutboxError;
+
+/// Dead letters by status. A claim past its deadline counts as pending.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DeadLetterCounts {
+    /// Waiting for an operator or a replay.
+    pub pending: u64,
+    /// Claimed by a replay, deadline not yet passed.
+    pub reprocessing: u64,
+    /// Resolved or requeued.
+    pub resolved: u64,
+    /// Discarded.
+    pub discarded: u64,
+}
+
+impl DeadLetterCounts {
+    /// The count of one status.
+    pub fn get(&self, status: DeadLetterStatus) -> u64 {
+        match status {
+            DeadLetterStatus::Pending => self.pending,
+            DeadLetterStatus::Reprocessing => self.reprocessing,
+            DeadLetterStatus::Resolved => self.resolved,
+            DeadLetterStatus::Discarded => self.discarded,
+        }
+    }
+
+    /// Letters still needing handling: pending plus reprocessing.
+    pub fn open(&self) -> u64 {
+        self.pending + self.reprocessing
+    }
+
+    /// Every letter.
+    pub fn total(&self) -> u64 {
+        self.open() + self.resolved + self.discarded
+    }
+
+    fn add(&mut self, other: &Self) {
+        self.pending += other.pending;
+        self.reprocessing += other.reprocessing;
+        self.resolved += other.resolved;
+        self.discarded += other.discarded;
+    }
+}
+
+/// The state of one partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PartitionStats {
+    /// The partition number.
+    pub partition: u32,
+    /// Messages committed but not yet sequenced (incoming rows).
+    pub incoming: u64,
+    /// Messages sequenced but not yet processed: `next_seq - 1 - processed_seq`.
+    pub unprocessed: u64,
+    /// Age of the oldest message not yet processed (the head of the
+    /// partition, or the oldest incoming one), from its enqueue time on the
+    /// database clock; `None` when there is none.
+    pub oldest_unprocessed_age_ms: Option<u64>,
+    /// The cursor: the last processed sequence number.
+    pub processed_seq: i64,
+    /// The sequence number the next sequenced message gets.
+    pub next_seq: i64,
+    /// The instance that holds or last held the lease (leased mode).
+    pub lease_owner: Option<String>,
+    /// When that lease runs or ran out (epoch ms).
+    pub lease_until_ms: Option<i64>,
+    /// Whether the lease is live now.
+    pub lease_held: bool,
+    /// Failed attempts of the head message so far (0 when it is not failing).
+    pub attempts: u32,
+    /// The head message's last error while it is failing.
+    pub last_error: Option<String>,
+    /// When the head message is tried next (epoch ms), while it is failing.
+    pub retry_at_ms: Option<i64>,
+    /// Whether the head message is failing, which holds back the whole
+    /// partition until it succeeds, or, with a retry policy that has
+    /// `max_attempts`, until it is dead-lettered.
+    pub blocked_by_retry: bool,
+    /// This partition's dead letters by status.
+    pub dead_letters: DeadLetterCounts,
+}
+
+/// The state of one queue: totals, and each partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct QueueStats {
+    /// The queue name.
+    pub queue: String,
+    /// Incoming messages over all partitions.
+    pub incoming: u64,
+    /// Sequenced, unprocessed messages over all partitions.
+    pub unprocessed: u64,
+    /// The oldest unprocessed age over all partitions.
+    pub oldest_unprocessed_age_ms: Option<u64>,
+    /// Partitions whose head message is failing.
+    pub blocked_partitions: u32,
+    /// Dead letters by status, over all partitions.
+    pub dead_letters: DeadLetterCounts,
+    /// Every partition with a row, in partition order.
+    pub partitions: Vec<PartitionStats>,
+}
+
+/// Stats of every queue, read at one moment of the database clock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct OutboxStats {
+    /// The database clock when the stats were read (epoch ms).
+    pub now_ms: i64,
+    /// Every queue with partition rows or dead letters, by name.
+    pub queues: Vec<QueueStats>,
+}
+
+impl OutboxStats {
+    /// One queue's stats.
+    pub fn queue(&self, name: &str) -> Option<&QueueStats> {
+        self.queues.iter().find(|q| q.queue == name)
+    }
+}
+
+impl QueueStats {
+    /// One partition's stats.
+    pub fn partition(&self, partition: u32) -> Option<&PartitionStats> {
+        self.partitions.iter().find(|p| p.partition == partition)
+    }
+}
+
+fn int(row: &QueryResult, column: &str) -> Result<i64, DbErr> {
+    row.try_get::<i64>("", column)
+        .or_else(|_| row.try_get::<i32>("", column).map(i64::from))
+}
+
+fn count(row: &QueryResult, column: &str) -> Result<u64, DbErr> {
+    int(row, column).map(|n| u64::try_from(n).unwrap_or(0))
+}
+
+fn age(now: i64, since: Option<i64>) -> Option<u64> {
+    since.map(|t| u64::try_from(now - t).unwrap_or(0))
+}
+
+/// Reads the stats with four queries (five when there are no partition
+/// rows): partition rows; incoming grouped by partition, joined to bodies;
+/// the head message of each partition with a backlog; dead letters grouped by
+/// queue, partition and status.
+pub(crate) async fn collect(
+    admin: &OutboxAdmin,
+    queue: Option<&str>,
+) -> Result<OutboxStats, OutboxError> {
+    let err = |e| admin.error(e);
+    let t = &admin.tables;
+    let now_expr = admin.dialect.now_millis();
+
+    // 1. Partition rows, and the clock.
+    let mut select = Query::select();
+    select
+        .columns([
+            "id",
+            "queue_name",
+            "partition_no",
+            "next_seq",
+            "processed_seq",
+            "attempts",
+            "last_error",
+            "retry_at",
+            "lease_owner",
+            "lease_until",
+        ])
+        .expr_as(now_expr.clone(), Alias::new("now_ms"))
+        .from(t.partition.clone())
+        .order_by("queue_name", Order::Asc)
+        .order_by("partition_no", Order::Asc);
+    if let Some(queue) = queue {
+        select.and_where(Expr::col("queue_name").eq(queue));
+    }
+    let rows = admin.db.query_all(&select).await.map_err(err)?;
+    let now = match rows.first() {
+        Some(row) => int(row, "now_ms").map_err(err)?,
+        None => {
+            let clock = Query::select()
+                .expr_as(now_expr.clone(), Alias::new("now_ms"))
+                .to_owned();
+            match admin.db.query_one(&clock).await.map_err(err)? {
+                Some(row) => int(&row, "now_ms").map_err(err)?,
+                None => 0,
+            }
+        }
+    };
+    let mut by_id: HashMap<i64, (String, u32)> = HashMap::new();
+    let mut queues: BTreeMap<String, BTreeMap<u32, PartitionStats>> = BTreeMap::new();
+    for row in &rows {
+        let id: i64 = row.try_get("", "id").map_err(err)?;
+        let name: String = row.try_get("", "queue_name").map_err(err)?;
+        let partition = u32::try_from(int(row, "partition_no").map_err(err)?).unwrap_or(0);
+        let next_seq: i64 = row.try_get("", "next_seq").map_err(err)?;
+        let processed_seq: i64 = row.try_get("", "processed_seq").map_err(err)?;
+        let attempts = u32::try_from(int(row, "attempts").map_err(err)?).unwrap_or(0);
+        let retry_at: i64 = row.try_get("", "retry_at").map_err(err)?;
+        let lease_until: i64 = row.try_get("", "lease_until").map_err(err)?;
+        let blocked = attempts > 0;
+        let stats = PartitionStats {
+            partition,
+            incoming: 0,
+            unprocessed: u64::try_from(next_seq - 1 - processed_seq).unwrap_or(0),
+            oldest_unprocessed_age_ms: None,
+            processed_seq,
+            next_seq,
+            lease_owner: row.try_get("", "lease_owner").map_err(err)?,
+            lease_until_ms: (lease_until > 0).then_some(lease_until),
+            lease_held: lease_until > now,
+            attempts,
+            last_error: if blocked {
+                row.try_get("", "last_error").map_err(err)?
+            } else {
+                None
+            },
+            retry_at_ms: (blocked && retry_at > 0).then_some(retry_at),
+            blocked_by_retry: blocked,
+            dead_letters: DeadLetterCounts::default(),
+        };
+        by_id.insert(id, (name.clone(), partition));
+        queues.entry(name).or_default().insert(partition, stats);
+    }
+
+    // 2. Incoming backlog per partition, with its oldest enqueue time.
+    let (inc, body) = (&t.incoming, &t.body);
+    let mut select = Query::select();
+    select
+        .column((inc.clone(), "partition_id"))
+        .expr_as(Func::count(Expr::col((inc.clone(), "id"))), Alias::new("n"))
+        .expr_as(
+            Func::min(Expr::col((body.clone(), "created_at"))),
+            Alias::new("oldest"),
+        )
+        .from(inc.clone())
+        .left_join(
+            body.clone(),
+            Expr::col((body.clone(), "message_id")).equals((inc.clone(), "message_id")),
+        )
+        .group_by_col((inc.clone(), "partition_id"));
+    if queue.is_some() {
+        select.and_where(Expr::col((inc.clone(), "partition_id")).is_in(by_id.keys().copied()));
+    }
+    for row in admin.db.query_all(&select).await.map_err(err)? {
+        let id: i64 = row.try_get("", "partition_id").map_err(err)?;
+        let oldest: Option<i64> = row.try_get("", "oldest").map_err(err)?;
+        if let Some(p) = lookup(&mut queues, &by_id, id) {
+            p.incoming = count(&row, "n").map_err(err)?;
+            p.oldest_unprocessed_age_ms = age(now, oldest);
+        }
+    }
+
+    // 3. The head message of each partition with a backlog: its age.
+    let (part, out) = (&t.partition, &t.outgoing);
+    let mut select = Query::select();
+    select
+        .expr_as(Expr::col((part.clone(), "id")), Alias::new("partition_id"))
+        .expr_as(
+            Expr::col((body.clone(), "created_at")),
+            Alias::new("created_at"),
+        )
+        .from(part.clone())
+        .inner_join(
+            out.clone(),
+            Expr::col((out.clone(), "partition_id"))
+                .equals((part.clone(), "id"))
+                .and(
+                    Expr::col((out.clone(), "seq"))
+                        .eq(Expr::col((part.clone(), "processed_seq")).add(1)),
+                ),
+        )
+        .inner_join(
+            body.clone(),
+            Expr::col((body.clone(), "message_id")).equals((out.clone(), "message_id")),
+        )
+        .and_where(
+            Expr::col((part.clone(), "next_seq"))
+                .sub(1)
+                .gt(Expr::col((part.clone(), "processed_seq"))),
+        );
+    if let Some(queue) = queue {
+        select.and_where(Expr::col((part.clone(), "queue_name")).eq(queue));
+    }
+    for row in admin.db.query_all(&select).await.map_err(err)? {
+        let id: i64 = row.try_get("", "partition_id").map_err(err)?;
+        let created: i64 = row.try_get("", "created_at").map_err(err)?;
+        if let Some(p) = lookup(&mut queues, &by_id, id) {
+            let head = age(now, Some(created));
+            p.oldest_unprocessed_age_ms = Ord::max(p.oldest_unprocessed_age_ms, head);
+        }
+    }
+
+    // 4. Dead letters by queue, partition and status; expired claims apart.
+    let expired = CaseStatement::new().case(
+        Expr::col("deadline")
+            .is_null()
+            .or(Expr::col("deadline").lt(now_expr)),
+        Expr::cust("1"),
+    );
+    let mut select = Query::select();
+    select
+        .columns(["queue_name", "partition_no", "status"])
+        .expr_as(Func::count(Expr::col("id")), Alias::new("n"))
+        .expr_as(
+            Func::count(Into::<Expr>::into(expired)),
+            Alias::new("expired"),
+        )
+        .from(t.dead_letter.clone())
+        .group_by_columns(["queue_name", "partition_no", "status"]);
+    if let Some(queue) = queue {
+        select.and_where(Expr::col("queue_name").eq(queue));
+    }
+    let mut dead: BTreeMap<String, DeadLetterCounts> = BTreeMap::new();
+    for row in admin.db.query_all(&select).await.map_err(err)? {
+        let name: String = row.try_get("", "queue_name").map_err(err)?;
+        let partition = u32::try_from(int(&row, "partition_no").map_err(err)?).unwrap_or(0);
+        let status: String = row.try_get("", "status").map_err(err)?;
+        let n = count(&row, "n").map_err(err)?;
+        let expired = count(&row, "expired").map_err(err)?;
+        let mut counts = DeadLetterCounts::default();
+        match status.parse::<DeadLetterStatus>()? {
+            DeadLetterStatus::Pending => counts.pending = n,
+            DeadLetterStatus::Reprocessing => {
+                counts.pending = expired;
+                counts.reprocessing = n.saturating_sub(expired);
+            }
+            DeadLetterStatus::Resolved => counts.resolved = n,
+            DeadLetterStatus::Discarded => counts.discarded = n,
+        }
+        dead.entry(name.clone()).or_default().add(&counts);
+        if let Some(p) = queues
+            .get_mut(&name)
+            .and_then(|parts| parts.get_mut(&partition))
+        {
+            p.dead_letters.add(&counts);
+        }
+    }
+
+    let mut names: Vec<String> = queues.keys().cloned().collect();
+    names.extend(dead.keys().filter(|n| !queues.contains_key(*n)).cloned());
+    names.sort();
+    let queues = names
+        .into_iter()
+        .map(|name| {
+            let partitions: Vec<PartitionStats> = queues
+                .get(&name)
+                .map(|parts| parts.values().cloned().collect())
+                .unwrap_or_default();
+            QueueStats {
+                incoming: partitions.iter().map(|p| p.incoming).sum(),
+                unprocessed: partitions.iter().map(|p| p.unprocessed).sum(),
+                oldest_unprocessed_age_ms: partitions
+                    .iter()
+                    .filter_map(|p| p.oldest_unprocessed_age_ms)
+                    .max(),
+                blocked_partitions: u32::try_from(
+                    partitions.iter().filter(|p| p.blocked_by_retry).count(),
+                )
+                .unwrap_or(u32::MAX),
+                dead_letters: dead.get(&name).copied().unwrap_or_default(),
+                partitions,
+                queue: name,
+            }
+        })
+        .collect();
+    Ok(OutboxStats {
+        now_ms: now,
+        queues,
+    })
+}
+
+fn lookup<'a>(
+    queues: &'a mut BTreeMap<String, BTreeMap<u32, PartitionStats>>,
+    by_id: &HashMap<i64, (String, u32)>,
+    id: i64,
+) -> Option<&'a mut PartitionStats> {
+    let (name, partition) = by_id.get(&id)?;
+    queues.get_mut(name)?.get_mut(partition)
+}
