@@ -157,10 +157,23 @@ impl Env {
             }
             return;
         }
-        for table in ["partition", "body", "incoming", "outgoing", "dead_letter"] {
+        for table in [
+            "partition",
+            "body",
+            "incoming",
+            "outgoing",
+            "dead_letter",
+            "instance",
+        ] {
             let sql = format!("DROP TABLE IF EXISTS {}{table}", self.prefix);
             let _ = db.execute_unprepared(&sql).await;
         }
+        // PostgreSQL's trigger function; a harmless error elsewhere.
+        let sql = format!(
+            "DROP FUNCTION IF EXISTS {}notify_outgoing() CASCADE",
+            self.prefix
+        );
+        let _ = db.execute_unprepared(&sql).await;
         db.close().await.ok();
     }
 }

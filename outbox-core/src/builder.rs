@@ -278,6 +278,9 @@ impl OutboxBuilder {
             sequencer_wake: Notify::new(),
             partition_names,
             events: crate::event::EventHub::default(),
+            ownership: crate::worker::membership::Ownership::new(
+                self.queues.iter().map(|q| q.name.as_str()),
+            ),
             notify_on_enqueue: notify_on_enqueue(
                 dialect_for_notify.as_ref(),
                 &prefix_for_notify,
@@ -297,6 +300,11 @@ impl OutboxBuilder {
                 }
                 .run(),
             ));
+            tasks.push(tokio::spawn(crate::worker::membership::run(
+                shared.clone(),
+                config.owner.clone(),
+                shutdown.clone(),
+            )));
             tasks.push(tokio::spawn(
                 Vacuum {
                     shared: shared.clone(),
@@ -358,7 +366,8 @@ async fn check_schema(
     dialect: &dyn Dialect,
     tables: &Tables,
 ) -> Result<(), OutboxError> {
-    let probes: [(&sea_orm::sea_query::Alias, &[&'static str]); 5] = [
+    let probes: [(&sea_orm::sea_query::Alias, &[&'static str]); 6] = [
+        (&tables.instance, &["owner", "heartbeat_until"]),
         (
             &tables.partition,
             &[

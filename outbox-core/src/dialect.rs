@@ -101,6 +101,11 @@ pub trait Dialect: Send + Sync + Debug + 'static {
     /// to re-run.
     fn wakeup_schema(&self, prefix: &str, channel: &str) -> Vec<String>;
 
+    /// DDL that removes what [`Dialect::wakeup_schema`] created, for
+    /// dropping the schema (PostgreSQL: the trigger functions; the triggers
+    /// go with their tables).
+    fn drop_wakeup_schema(&self, prefix: &str) -> Vec<String>;
+
     /// Opens a listener on `channel`, or `None` where the backend has no
     /// notifications and workers rely on in-process wakeups and polling.
     async fn listen(

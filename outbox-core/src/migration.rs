@@ -73,6 +73,37 @@ impl OutboxSchema {
         }
     }
 
+    /// Drops the outbox tables of this prefix and everything the schema
+    /// created with them, messages included. For tests, benchmarks and
+    /// tearing down; nothing calls it for you.
+    ///
+    /// # Errors
+    /// [`OutboxError::Database`] if a statement fails.
+    pub async fn drop_tables<C: ConnectionTrait>(&self, db: &C) -> Result<(), OutboxError> {
+        let t = &self.tables;
+        let backend = self.dialect.backend();
+        let mut statements: Vec<Statement> = [
+            &t.dead_letter,
+            &t.outgoing,
+            &t.incoming,
+            &t.body,
+            &t.partition,
+            &t.instance,
+        ]
+        .into_iter()
+        .map(|table| backend.build(Table::drop().table(table.clone()).if_exists()))
+        .collect();
+        for sql in self.dialect.drop_wakeup_schema(&t.prefix) {
+            statements.push(Statement::from_string(backend, sql));
+        }
+        for statement in statements {
+            db.execute_raw(statement)
+                .await
+                .map_err(|e| crate::db_error(self.dialect.as_ref(), e))?;
+        }
+        Ok(())
+    }
+
     async fn run_statements<C: ConnectionTrait>(&self, db: &C) -> Result<(), DbErr> {
         for statement in self.statements() {
             db.execute_raw(statement).await?;
@@ -239,7 +270,15 @@ impl OutboxSchema {
             self.index(&t.dead_letter, "dead_letter_message_id", &["message_id"]),
         ];
 
+        let instance = Table::create()
+            .table(t.instance.clone())
+            .if_not_exists()
+            .col(self.column("owner", Name).primary_key().to_owned())
+            .col(self.column("heartbeat_until", BigInt))
+            .to_owned();
+
         vec![
+            (instance, Vec::new()),
             (partition, partition_indexes),
             (body, Vec::new()),
             (incoming, incoming_indexes),

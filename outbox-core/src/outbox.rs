@@ -45,6 +45,8 @@ pub(crate) struct Shared {
     pub(crate) partition_wakers: HashMap<i64, Arc<Notify>>,
     /// Partition row id → (queue, partition number), for every registered queue.
     pub(crate) partition_names: HashMap<i64, (String, u32)>,
+    /// Live instances and the leases this one holds, per queue.
+    pub(crate) ownership: crate::worker::membership::Ownership,
     /// Lifecycle event subscribers.
     pub(crate) events: crate::event::EventHub,
 }

@@ -16,6 +16,7 @@ pub(crate) struct Tables {
     pub(crate) incoming: Alias,
     pub(crate) outgoing: Alias,
     pub(crate) dead_letter: Alias,
+    pub(crate) instance: Alias,
 }
 
 impl Tables {
@@ -39,6 +40,7 @@ impl Tables {
             incoming: Alias::new(format!("{prefix}incoming")),
             outgoing: Alias::new(format!("{prefix}outgoing")),
             dead_letter: Alias::new(format!("{prefix}dead_letter")),
+            instance: Alias::new(format!("{prefix}instance")),
         }
     }
 

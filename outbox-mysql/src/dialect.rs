@@ -80,6 +80,10 @@ impl Dialect for MySqlDialect {
         Vec::new()
     }
 
+    fn drop_wakeup_schema(&self, _prefix: &str) -> Vec<String> {
+        Vec::new()
+    }
+
     async fn listen(
         &self,
         _db: &DatabaseConnection,

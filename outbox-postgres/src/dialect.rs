@@ -74,6 +74,12 @@ impl Dialect for PostgresDialect {
         notify::triggers(prefix, channel)
     }
 
+    fn drop_wakeup_schema(&self, prefix: &str) -> Vec<String> {
+        vec![format!(
+            "DROP FUNCTION IF EXISTS {prefix}notify_outgoing() CASCADE"
+        )]
+    }
+
     async fn listen(
         &self,
         db: &DatabaseConnection,

@@ -76,6 +76,10 @@ impl Dialect for SqliteDialect {
         Vec::new()
     }
 
+    fn drop_wakeup_schema(&self, _prefix: &str) -> Vec<String> {
+        Vec::new()
+    }
+
     async fn listen(
         &self,
         _db: &DatabaseConnection,

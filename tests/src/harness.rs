@@ -153,19 +153,11 @@ impl TestDb {
             }
             return;
         }
-        for table in [
-            "partition",
-            "body",
-            "incoming",
-            "outgoing",
-            "dead_letter",
-            "side",
-        ] {
-            let _ = self
-                .db
-                .execute_unprepared(&format!("DROP TABLE IF EXISTS {}", self.table(table)))
-                .await;
-        }
+        let _ = self.schema().drop_tables(&self.db).await;
+        let _ = self
+            .db
+            .execute_unprepared(&format!("DROP TABLE IF EXISTS {}", self.table("side")))
+            .await;
         self.db.clone().close().await.ok();
     }
 

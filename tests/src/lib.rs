@@ -51,6 +51,7 @@ macro_rules! all_cases {
             migrations_are_rerunnable_and_concurrent,
             late_committed_message_is_not_skipped,
             notifications_wake_another_instance_without_polling,
+            partitions_spread_over_instances_and_move_on_stop,
             event_subscribers_get_filtered_events_and_a_full_one_is_dropped,
             failed_statement_in_handler_does_not_stall_partition,
             dead_letters_are_listed_counted_and_shown_by_scope,

@@ -130,6 +130,80 @@ async fn release<C: ConnectionTrait>(
 }
 
 impl PartitionWorker {
+    /// Records the lease this worker holds, keeping the instance's count of
+    /// held leases (for its fair share) in step.
+    pub(crate) fn set_lease(&mut self, lease: Option<HeldLease>) {
+        let ownership = &self.shared.ownership;
+        match (self.lease.is_some(), lease.is_some()) {
+            (false, true) => ownership.taken(&self.queue.name),
+            (true, false) => ownership.dropped(&self.queue.name),
+            _ => {}
+        }
+        self.lease = lease;
+    }
+
+    /// The lease on this partition: the one held while it has more than half
+    /// its life left, else taken (or re-taken) now, unless the instance is
+    /// at its fair share or another instance holds a live lease. Returns the
+    /// partition row too when it was read while taking.
+    pub(crate) async fn ensure_lease(
+        &mut self,
+    ) -> Result<Option<(HeldLease, Option<PartitionState>)>, OutboxError> {
+        let lease_len = self.queue.lease;
+        let started = Instant::now();
+        match self.lease {
+            Some(held) if held.expires.saturating_duration_since(started) > lease_len / 2 => {
+                return Ok(Some((held, None)));
+            }
+            None if !self
+                .shared
+                .ownership
+                .may_take(&self.queue.name, self.queue.partitions) =>
+            {
+                return Ok(None);
+            }
+            _ => {}
+        }
+        match take(
+            &self.shared,
+            self.partition_id,
+            &self.config.owner,
+            lease_len,
+        )
+        .await?
+        {
+            Some(state) => {
+                let held = HeldLease::from_state(&state, started, lease_len);
+                self.set_lease(Some(held));
+                Ok(Some((held, Some(state))))
+            }
+            None => {
+                self.set_lease(None);
+                Ok(None)
+            }
+        }
+    }
+
+    /// After a step: an instance over its fair share gives this partition's
+    /// lease back, so a newly started instance gets partitions while the
+    /// old ones are busy.
+    pub(crate) async fn give_back_if_over_share(&mut self) -> Result<(), OutboxError> {
+        let Some(held) = self.lease else {
+            return Ok(());
+        };
+        if self
+            .shared
+            .ownership
+            .claim_give_back(&self.queue.name, self.queue.partitions)
+        {
+            // The count was already lowered by the claim.
+            self.lease = None;
+            release(&self.shared, &self.shared.db, self.partition_id, held.token).await?;
+            tracing::debug!(queue = %self.queue.name, partition = self.partition, "outbox gave a partition back to even out instances");
+        }
+        Ok(())
+    }
+
     pub(crate) async fn run_once_leased(
         &mut self,
         handler: &dyn LeasedHandler,
@@ -137,25 +211,12 @@ impl PartitionWorker {
         let shared = self.shared.clone();
         let lease_len = self.queue.lease;
 
-        // Take the lease when we have none or it is past half its life;
-        // otherwise what we last wrote is the partition's state.
+        // While the lease is held, what we last wrote is the partition's state.
         let started = Instant::now();
-        let held = match self.lease {
-            Some(held) if held.expires.saturating_duration_since(started) > lease_len / 2 => held,
-            _ => match take(&shared, self.partition_id, &self.config.owner, lease_len).await? {
-                Some(state) => {
-                    let held = HeldLease::from_state(&state, started, lease_len);
-                    self.lease = Some(held);
-                    if !state.has_work() {
-                        return Ok(Step::Idle);
-                    }
-                    held
-                }
-                None => {
-                    self.lease = None;
-                    return Ok(Step::Busy);
-                }
-            },
+        let held = match self.ensure_lease().await? {
+            None => return Ok(Step::Busy),
+            Some((_, Some(state))) if !state.has_work() => return Ok(Step::Idle),
+            Some((held, _)) => held,
         };
         if let Some(until) = held.retry_until
             && until > started
@@ -222,7 +283,7 @@ impl PartitionWorker {
         };
         if !accepted {
             tracing::warn!(queue = %self.queue.name, partition = self.partition, token = held.token, "outbox lease was lost; acknowledgement refused, the batch will be delivered again");
-            self.lease = None;
+            self.set_lease(None);
             return Ok(Step::Busy);
         }
         if shared.events.active() {
@@ -262,7 +323,7 @@ impl PartitionWorker {
                 .unwrap_or_else(Instant::now);
             tokio::select! {
                 result = &mut handler => {
-                    self.lease = Some(held);
+                    self.set_lease(Some(held));
                     return Ok(result);
                 }
                 () = tokio::time::sleep_until(renew_at) => {
@@ -270,7 +331,7 @@ impl PartitionWorker {
                     match renew(&shared, &shared.db, self.partition_id, held.token, lease_len).await {
                         Ok(true) => held.expires = renew_started + lease_len,
                         Ok(false) => {
-                            self.lease = None;
+                            self.set_lease(None);
                             return Ok(BatchResult::retry("lease lost while the handler ran"));
                         }
                         Err(err) => tracing::warn!(error = %err, "outbox could not renew a lease; will try again"),
@@ -278,7 +339,7 @@ impl PartitionWorker {
                     renew_at = Instant::now() + lease_len / 3;
                 }
                 () = tokio::time::sleep_until(cancel_at) => {
-                    self.lease = None;
+                    self.set_lease(None);
                     return Ok(BatchResult::retry("handler cancelled: the lease was about to expire"));
                 }
             }
@@ -287,7 +348,8 @@ impl PartitionWorker {
 
     /// Gives the lease back on stop.
     pub(crate) async fn release_lease(&mut self) -> Result<(), OutboxError> {
-        if let Some(held) = self.lease.take() {
+        if let Some(held) = self.lease {
+            self.set_lease(None);
             release(&self.shared, &self.shared.db, self.partition_id, held.token).await?;
         }
         Ok(())

@@ -2,6 +2,7 @@
 
 pub(crate) mod guard;
 pub mod lease;
+pub(crate) mod membership;
 pub(crate) mod partition_row;
 pub(crate) mod processor;
 pub(crate) mod sequencer;

@@ -15,7 +15,7 @@ use crate::outbox::Shared;
 use crate::queue::{Mode, Queue};
 use crate::worker::guard::guarded;
 use crate::worker::lease::HeldLease;
-use crate::worker::partition_row::{self, PartitionState};
+use crate::worker::partition_row::{self, Fence, PartitionState};
 use crate::worker::settlement::{Settlement, settle};
 use crate::worker::{Shutdown, WorkerConfig, error_backoff};
 
@@ -50,6 +50,11 @@ impl PartitionWorker {
         let mut errors = 0;
         while !self.shutdown.is_set() {
             let step = self.run_once().await;
+            if matches!(step, Ok(Step::Progressed | Step::Idle))
+                && let Err(err) = self.give_back_if_over_share().await
+            {
+                tracing::warn!(queue = %self.queue.name, partition = self.partition, error = %err, "outbox could not give a lease back");
+            }
             match step {
                 Ok(Step::Progressed) => errors = 0,
                 Ok(Step::Idle) => {
@@ -123,6 +128,11 @@ impl PartitionWorker {
         handler: &dyn TransactionalHandler,
     ) -> Result<Step, OutboxError> {
         let shared = self.shared.clone();
+        // The lease says which instance owns the partition; the row lock
+        // below is what makes delivery exactly once.
+        let Some((held, _)) = self.ensure_lease().await? else {
+            return Ok(Step::Busy);
+        };
         let txn = shared.begin_worker().await?;
         let Some(state) = partition_row::state(&shared, &txn, self.partition_id, true).await?
         else {
@@ -176,8 +186,32 @@ impl PartitionWorker {
                 )
                 .await;
         }
-        partition_row::persist(&shared, &txn, self.partition_id, &batch, &settlement, None).await?;
+        let fence = Fence {
+            token: held.token,
+            lease: self.queue.lease,
+        };
+        let ack_started = tokio::time::Instant::now();
+        if !partition_row::persist(
+            &shared,
+            &txn,
+            self.partition_id,
+            &batch,
+            &settlement,
+            Some(&fence),
+        )
+        .await?
+        {
+            // Another instance took the partition after our lease ran out:
+            // our handler's writes roll back with the batch, theirs count.
+            txn.rollback().await.map_err(|e| shared.db_error(e))?;
+            tracing::warn!(queue = %self.queue.name, partition = self.partition, "outbox lease was lost; the batch and the handler's writes were rolled back");
+            self.set_lease(None);
+            return Ok(Step::Busy);
+        }
         txn.commit().await.map_err(|e| shared.db_error(e))?;
+        if let Some(lease) = self.lease.as_mut() {
+            lease.expires = ack_started + self.queue.lease;
+        }
         if shared.events.active() {
             shared.events.publish(settlement.events(&batch));
         }

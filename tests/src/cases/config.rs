@@ -124,10 +124,7 @@ pub async fn migrations_are_rerunnable_and_concurrent(db: TestDb) {
         .unwrap();
     handle.stop().await;
     if db.backend != Backend::Sqlite {
-        for table in ["partition", "body", "incoming", "outgoing", "dead_letter"] {
-            db.exec(&format!("DROP TABLE IF EXISTS {}c_{table}", db.prefix))
-                .await;
-        }
+        fresh.drop_tables(&db.db).await.unwrap();
     }
     other.close().await.ok();
 }

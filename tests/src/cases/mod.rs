@@ -7,6 +7,7 @@ mod event;
 mod failure;
 mod leased;
 mod ordering;
+mod ownership;
 mod requeue;
 mod stats;
 mod transactional;
@@ -32,6 +33,7 @@ pub use ordering::{
     late_committed_message_is_not_skipped, no_loss_across_ten_thousand_messages,
     order_per_partition_with_four_producers,
 };
+pub use ownership::partitions_spread_over_instances_and_move_on_stop;
 pub use requeue::{
     concurrent_requeues_move_each_letter_once,
     requeue_refuses_missing_partitions_and_queued_duplicates,
