@@ -109,6 +109,11 @@ impl TestDb {
             .vacuum_interval(Duration::from_millis(50))
     }
 
+    /// The database URL (for child processes).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
     /// A second, separate pool to the same database.
     pub async fn another_pool(&self) -> DatabaseConnection {
         pool(&self.url).await.expect("second pool")

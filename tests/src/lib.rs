@@ -52,6 +52,8 @@ macro_rules! all_cases {
             late_committed_message_is_not_skipped,
             notifications_wake_another_instance_without_polling,
             partitions_spread_over_instances_and_move_on_stop,
+            three_processes_share_partitions_and_survive_a_kill,
+            producer_and_consumer_processes,
             event_subscribers_get_filtered_events_and_a_full_one_is_dropped,
             failed_statement_in_handler_does_not_stall_partition,
             dead_letters_are_listed_counted_and_shown_by_scope,

@@ -23,9 +23,9 @@ use crate::outbox::Shared;
 use crate::worker::{Shutdown, error_backoff};
 
 /// How often an instance writes its heartbeat.
-pub const HEARTBEAT: Duration = Duration::from_secs(2);
+pub const HEARTBEAT: Duration = Duration::from_secs(1);
 /// How long a heartbeat counts an instance as alive.
-pub const HEARTBEAT_TTL: Duration = Duration::from_secs(6);
+pub const HEARTBEAT_TTL: Duration = Duration::from_secs(3);
 
 /// This instance's view of the membership and of the leases it holds.
 pub(crate) struct Ownership {

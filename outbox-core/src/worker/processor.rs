@@ -81,12 +81,29 @@ impl PartitionWorker {
         }
     }
 
+    /// Waits for a wakeup, `timeout`, or the end of the lease this worker
+    /// holds, whichever is first. A lease that ran out while the partition
+    /// was idle is forgotten, so it no longer counts towards the instance's
+    /// fair share (another instance may have taken the partition since).
     async fn wait(&mut self, timeout: Option<Duration>) {
         let wake = self.wake.clone();
-        let timeout = timeout.unwrap_or(Duration::MAX);
+        let now = tokio::time::Instant::now();
+        let until_expiry = self
+            .lease
+            .map(|held| held.expires.saturating_duration_since(now));
+        let timeout = match (timeout, until_expiry) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b).unwrap_or(Duration::MAX),
+        };
         tokio::select! {
             () = wake.notified() => {}
             () = self.shutdown.sleep(timeout) => {}
+        }
+        if self
+            .lease
+            .is_some_and(|held| held.expires <= tokio::time::Instant::now())
+        {
+            self.set_lease(None);
         }
     }
 

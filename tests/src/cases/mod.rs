@@ -8,6 +8,7 @@ mod failure;
 mod leased;
 mod ordering;
 mod ownership;
+mod process;
 mod requeue;
 mod stats;
 mod transactional;
@@ -34,6 +35,9 @@ pub use ordering::{
     order_per_partition_with_four_producers,
 };
 pub use ownership::partitions_spread_over_instances_and_move_on_stop;
+pub use process::{
+    producer_and_consumer_processes, three_processes_share_partitions_and_survive_a_kill,
+};
 pub use requeue::{
     concurrent_requeues_move_each_letter_once,
     requeue_refuses_missing_partitions_and_queued_duplicates,
