@@ -33,6 +33,7 @@ pub struct OutboxBuilder {
     overrides: Overrides,
     owner: String,
     run_workers: bool,
+    listen: bool,
 }
 
 /// Settings given one by one, which win over the profile's.
@@ -69,6 +70,7 @@ impl OutboxBuilder {
             overrides: Overrides::default(),
             owner: format!("outbox-{}", uuid::Uuid::new_v4()),
             run_workers: true,
+            listen: true,
         }
     }
 
@@ -151,6 +153,16 @@ impl OutboxBuilder {
     /// registering, for enqueue to know their partitions).
     pub fn run_workers(mut self, run: bool) -> Self {
         self.run_workers = run;
+        self
+    }
+
+    /// Whether to listen for other processes' notifications where the
+    /// backend has them (PostgreSQL LISTEN/NOTIFY). Default `true`. Turn it
+    /// off behind a pooler that does not pass notifications (PgBouncer in
+    /// transaction mode): workers then rely on in-process wakeups and the
+    /// poll interval, as on MySQL and SQLite.
+    pub fn listen(mut self, listen: bool) -> Self {
+        self.listen = listen;
         self
     }
 
@@ -340,7 +352,12 @@ impl OutboxBuilder {
             // Pick up incoming rows left from before.
             shared.sequencer_wake.notify_one();
             let channel = crate::wakeup::channel(&shared.tables.prefix);
-            match shared.dialect.listen(&shared.db, &channel).await {
+            let listener = if self.listen {
+                shared.dialect.listen(&shared.db, &channel).await
+            } else {
+                Ok(None)
+            };
+            match listener {
                 Ok(Some(listener)) => {
                     tasks.push(tokio::spawn(crate::wakeup::relay(
                         shared.clone(),
