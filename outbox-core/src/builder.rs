@@ -435,8 +435,11 @@ async fn check_schema(
         ),
     ];
     for (table, columns) in probes {
+        // Qualified names: SQLite reads an unknown double-quoted name on its
+        // own as a string literal, so `SELECT "lease_token"` from a table
+        // without that column would succeed; `"table"."lease_token"` fails.
         let select = Query::select()
-            .columns(columns.iter().copied())
+            .columns(columns.iter().map(|column| (table.clone(), *column)))
             .from(table.clone())
             .and_where(Expr::val(1).eq(0))
             .to_owned();

@@ -116,7 +116,7 @@ pub enum OutboxError {
     },
     /// The outbox tables are missing or older than this version.
     #[error(
-        "the outbox tables with prefix {prefix:?} are missing or out of date: run outbox_core::migrate (or add outbox_core::migrations to your Migrator) before starting"
+        "the outbox tables with prefix {prefix:?} are missing or out of date: run OutboxSchema::migrate (or add OutboxSchema::migrations to your Migrator, or run `outbox migrate`) with this prefix before starting"
     )]
     SchemaMissing {
         /// The table prefix.
@@ -143,7 +143,10 @@ pub enum OutboxError {
         #[source]
         source: DbErr,
     },
-    /// The outbox is stopping and takes no more work.
+    /// The outbox is stopping and takes no more work. Not returned by this
+    /// version: after [`OutboxHandle::stop`](crate::OutboxHandle::stop) the
+    /// producer API still enqueues (another instance, or this one restarted,
+    /// delivers); kept so that a future refusal needs no new variant.
     #[error("the outbox is shutting down")]
     ShuttingDown,
     /// A dead-letter id that does not exist (or was cleaned up).

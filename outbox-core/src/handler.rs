@@ -18,7 +18,8 @@ pub enum Outcome {
     Retry {
         /// Why, recorded as the partition's last error.
         reason: String,
-        /// How long to wait before the next try; `None` uses the retry policy.
+        /// How long to wait before the next try; `None` uses the retry
+        /// policy. Capped at 24 hours.
         after: Option<Duration>,
     },
     /// Never going to work: the message moves to the dead-letter table and the

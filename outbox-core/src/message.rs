@@ -8,8 +8,9 @@ use uuid::Uuid;
 
 use crate::error::OutboxError;
 
-/// Longest accepted payload type, in bytes.
-pub const MAX_PAYLOAD_TYPE_LEN: usize = 255;
+/// Longest accepted payload type, in bytes: the schema stores it in a
+/// 128-character column.
+pub const MAX_PAYLOAD_TYPE_LEN: usize = 128;
 /// Longest accepted header name, in bytes.
 pub const MAX_HEADER_NAME_LEN: usize = 128;
 /// Longest accepted header value, in bytes.
@@ -25,7 +26,8 @@ pub struct Message {
 }
 
 impl Message {
-    /// A message with the given payload type (for example `"OrderPlaced"`) and bytes.
+    /// A message with the given payload type (for example `"OrderPlaced"`:
+    /// 1 to 128 bytes, no control characters, checked at enqueue) and bytes.
     pub fn new(payload_type: impl Into<String>, payload: impl Into<Vec<u8>>) -> Self {
         Self {
             payload: payload.into(),
@@ -93,7 +95,14 @@ impl Message {
         if self.payload_type.len() > MAX_PAYLOAD_TYPE_LEN {
             return Err(OutboxError::InvalidPayloadType {
                 payload_type: self.payload_type.clone(),
-                reason: "it is longer than 255 bytes",
+                reason: "it is longer than 128 bytes",
+            });
+        }
+        if self.payload_type.chars().any(char::is_control) {
+            // PostgreSQL refuses a NUL in text; none of them belongs in a type name.
+            return Err(OutboxError::InvalidPayloadType {
+                payload_type: self.payload_type.clone(),
+                reason: "it contains control characters",
             });
         }
         for (name, value) in &self.headers {
@@ -193,5 +202,19 @@ mod tests {
             Message::new("", vec![]).validate(10),
             Err(OutboxError::InvalidPayloadType { .. })
         ));
+    }
+
+    #[test]
+    fn payload_types_fit_the_column_and_carry_no_control_characters() {
+        assert!(Message::new("t".repeat(128), vec![]).validate(10).is_ok());
+        for bad in ["t".repeat(129), "a\0b".to_owned(), "a\nb".to_owned()] {
+            assert!(
+                matches!(
+                    Message::new(bad.clone(), vec![]).validate(10),
+                    Err(OutboxError::InvalidPayloadType { .. })
+                ),
+                "{bad:?} accepted"
+            );
+        }
     }
 }

@@ -314,7 +314,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn default_prefix_is_valid() {
+    fn prefix_outbox_is_valid_as_the_default() {
         assert!(Tables::new(crate::table::DEFAULT_TABLE_PREFIX).is_ok());
     }
 }

@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use sea_orm::sea_query::{Expr, Query};
 use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DatabaseTransaction, TransactionError, TransactionTrait,
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, SqliteTransactionMode,
+    TransactionError, TransactionOptions, TransactionTrait,
 };
 use tokio::sync::Notify;
 use tracing::Instrument;
@@ -255,6 +256,14 @@ impl Outbox {
     /// Runs `callback` in a transaction on the outbox's connection, commits,
     /// and only then wakes the sequencer. Returns what the callback returned.
     ///
+    /// On SQLite the transaction begins with `BEGIN IMMEDIATE`: it waits (up
+    /// to the pool's busy timeout, 5 s by default in sqlx) for the single
+    /// write lock before the callback runs, so a callback that reads and then
+    /// writes cannot fail with "database is locked" because another writer
+    /// committed in between. Do the same in transactions you begin yourself
+    /// (`TransactionOptions::sqlite_transaction_mode`). Other backends begin
+    /// an ordinary transaction.
+    ///
     /// # Errors
     /// The callback's error (the transaction is rolled back), or a
     /// connection/commit error.
@@ -267,11 +276,33 @@ impl Outbox {
         T: Send,
         E: std::fmt::Display + std::fmt::Debug + Send,
     {
-        let result = self.shared.db.transaction(callback).await;
-        if result.is_ok() {
-            self.notify();
+        // On SQLite the transaction takes the write lock when it begins
+        // (`BEGIN IMMEDIATE`), so a callback that reads before it writes
+        // waits for the lock within the busy timeout rather than failing at
+        // once with "database is locked" (SQLITE_BUSY_SNAPSHOT) when another
+        // writer committed in between. Other backends ignore the setting.
+        let options = TransactionOptions {
+            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+            ..TransactionOptions::default()
+        };
+        let txn = self
+            .shared
+            .db
+            .begin_with_options(options)
+            .await
+            .map_err(TransactionError::Connection)?;
+        let result = callback(&txn).await;
+        match result {
+            Ok(value) => {
+                txn.commit().await.map_err(TransactionError::Connection)?;
+                self.notify();
+                Ok(value)
+            }
+            Err(err) => {
+                txn.rollback().await.map_err(TransactionError::Connection)?;
+                Err(TransactionError::Transaction(err))
+            }
         }
-        result
     }
 
     /// Wakes the sequencer. Call it after committing a transaction that

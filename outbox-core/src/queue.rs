@@ -11,6 +11,8 @@ use crate::retry::RetryPolicy;
 pub const MAX_PARTITIONS: u32 = 4096;
 /// Longest queue name, in bytes.
 pub const MAX_QUEUE_NAME_LEN: usize = 64;
+/// Longest lease (and so handler timeout) a queue may have: 24 hours.
+pub(crate) const MAX_LEASE: Duration = Duration::from_secs(24 * 3600);
 
 /// How a queue's messages reach its handler.
 #[derive(Clone)]
@@ -113,14 +115,19 @@ impl Queue {
     }
 
     /// How long one handler call may run before it is cancelled and counted
-    /// as a retry. Default 30 s.
+    /// as a retry. Default 30 s; at least 1 ms, and the lease must cover it
+    /// plus the headroom.
     pub fn handler_timeout(mut self, timeout: Duration) -> Self {
         self.handler_timeout = timeout;
         self
     }
 
-    /// Leased mode: how long a lease lasts without renewal. Default 60 s; must
-    /// be at least the handler timeout plus the headroom.
+    /// How long a lease on a partition lasts without renewal: in leased mode
+    /// the handler runs under it; in both modes it is how long a crashed
+    /// instance keeps its partitions. Default 60 s, at most 24 h; must be at
+    /// least the handler timeout plus the headroom (in transactional mode
+    /// too: a handler that outlives the lease can have its batch taken over
+    /// by another instance and rolled back, again and again).
     pub fn lease(mut self, lease: Duration) -> Self {
         self.lease = lease;
         self
@@ -176,8 +183,14 @@ impl Queue {
                 self.name
             )));
         }
-        if matches!(self.mode, Mode::Leased(_))
-            && self.lease < self.handler_timeout + self.lease_headroom
+        if self.lease > MAX_LEASE {
+            return Err(OutboxError::InvalidConfig(format!(
+                "queue {:?} has a lease of {:?}: use at most 24 hours",
+                self.name, self.lease
+            )));
+        }
+        if !matches!(self.mode, Mode::ProduceOnly)
+            && self.lease < self.handler_timeout.saturating_add(self.lease_headroom)
         {
             return Err(OutboxError::InvalidConfig(format!(
                 "queue {:?} has a lease of {:?}, shorter than the handler timeout {:?} plus the headroom {:?}: lengthen the lease or shorten the timeout",
@@ -227,6 +240,45 @@ mod tests {
         for bad in ["", "a b", "x'; drop table y", &"q".repeat(65)] {
             assert!(validate_queue_name(bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn lease_must_cover_the_timeout_in_both_modes_and_stay_bounded() {
+        struct Nop;
+        #[async_trait::async_trait]
+        impl crate::TransactionalHandler for Nop {
+            async fn handle(
+                &self,
+                _: &sea_orm::DatabaseTransaction,
+                _: &crate::Batch,
+            ) -> crate::BatchResult {
+                crate::BatchResult::success()
+            }
+        }
+        let queue = || Queue::transactional("q", 1, Nop);
+        assert!(queue().validate().is_ok());
+        assert!(
+            queue()
+                .handler_timeout(Duration::from_secs(59))
+                .validate()
+                .is_err()
+        );
+        assert!(queue().lease(MAX_LEASE).validate().is_ok());
+        assert!(
+            queue()
+                .lease(MAX_LEASE + Duration::from_secs(1))
+                .validate()
+                .is_err()
+        );
+        // No overflow panic on absurd durations: an error.
+        assert!(queue().handler_timeout(Duration::MAX).validate().is_err());
+        // A producer-only queue has no handler to time.
+        assert!(
+            Queue::produce_only("q", 1)
+                .handler_timeout(Duration::from_secs(600))
+                .validate()
+                .is_ok()
+        );
     }
 
     #[test]

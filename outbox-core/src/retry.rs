@@ -14,7 +14,8 @@ pub struct RetryPolicy {
     pub max_attempts: Option<u32>,
     /// Delay after the first failure. Default: 100 ms.
     pub base: Duration,
-    /// Longest delay. Default: 60 s.
+    /// Longest delay. Default: 60 s. Whatever it says, a partition waits at
+    /// most 24 hours.
     pub cap: Duration,
     /// Fraction of the delay drawn at random, `0.0..=1.0`, so that many
     /// partitions failing together do not retry in lockstep. Default: 0.2.

@@ -64,6 +64,12 @@ macro_rules! all_cases {
             requeue_refuses_missing_partitions_and_queued_duplicates,
             concurrent_requeues_move_each_letter_once,
             stats_report_backlog_cursor_retry_and_dead_letters,
+            fault_worker_killed_repeatedly_under_load,
+            fault_connections_terminated_mid_load,
+            fault_flaky_handler_delays_only_its_partition,
+            fault_poison_message_under_load,
+            fault_long_transaction_held_open_during_load,
+            fault_sqlite_concurrent_writers,
         );
     };
 }

@@ -72,6 +72,10 @@ impl PartitionWorker {
                 Err(err) => {
                     errors += 1;
                     tracing::warn!(queue = %self.queue.name, partition = self.partition, error = %err, "outbox processor step failed");
+                    // What this worker remembers of the row may be stale (an
+                    // acknowledgement can commit and its reply be lost): take
+                    // the lease again, which re-reads the row.
+                    self.set_lease(None);
                     self.shutdown.sleep(error_backoff(errors)).await;
                 }
             }

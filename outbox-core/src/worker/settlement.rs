@@ -7,6 +7,11 @@ use crate::handler::{BatchResult, Outcome};
 use crate::message::Batch;
 use crate::retry::RetryPolicy;
 
+/// Longest a partition waits for a retry, whatever the handler or the
+/// policy asked for: the workers add the delay to clock instants, which an
+/// absurd one (`Duration::MAX`) would overflow.
+pub(crate) const MAX_RETRY_DELAY: Duration = Duration::from_secs(24 * 3600);
+
 /// A message moving to the dead-letter table.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct DeadLetter {
@@ -127,7 +132,9 @@ pub(crate) fn settle(
                 } else {
                     settlement.retry = Some(PendingRetry {
                         attempts,
-                        delay: after.unwrap_or_else(|| policy.delay(attempts)),
+                        delay: after
+                            .unwrap_or_else(|| policy.delay(attempts))
+                            .min(MAX_RETRY_DELAY),
                         error: reason,
                     });
                 }
@@ -226,5 +233,20 @@ mod tests {
         );
         assert_eq!(s.processed_seq, 1);
         assert!(s.retry.is_none());
+    }
+
+    #[test]
+    fn absurd_retry_delays_are_capped() {
+        let forever = BatchResult::All(Outcome::Retry {
+            reason: "later".into(),
+            after: Some(Duration::MAX),
+        });
+        let s = settle(&batch(1..=1, 0), 0, forever, &policy());
+        assert_eq!(s.retry.map(|r| r.delay), Some(MAX_RETRY_DELAY));
+        let huge = RetryPolicy::exponential(Duration::from_secs(1), Duration::MAX)
+            .jitter(0.0)
+            .max_attempts(None);
+        let s = settle(&batch(1..=1, 40), 0, BatchResult::retry("x"), &huge);
+        assert_eq!(s.retry.map(|r| r.delay), Some(MAX_RETRY_DELAY));
     }
 }

@@ -31,11 +31,13 @@ pub async fn bad_configuration_fails_at_start(db: TestDb) {
         matches!(err, OutboxError::InvalidQueueName { .. }),
         "{err:?}"
     );
-    let err = start_err(db.builder().queue(Queue::leased("a'b", 1, rec.clone()))).await;
-    assert!(
-        matches!(err, OutboxError::InvalidQueueName { .. }),
-        "{err:?}"
-    );
+    for name in ["a'b", "q; DROP TABLE x", &"q".repeat(65)] {
+        let err = start_err(db.builder().queue(Queue::leased(name, 1, rec.clone()))).await;
+        assert!(
+            matches!(err, OutboxError::InvalidQueueName { .. }),
+            "{name:?}: {err:?}"
+        );
+    }
     let err = start_err(
         db.builder()
             .queue(Queue::leased("q", 1, rec.clone()))
@@ -63,6 +65,32 @@ pub async fn bad_configuration_fails_at_start(db: TestDb) {
     .await;
     assert!(
         matches!(err, OutboxError::InvalidConfig(ref m) if m.contains("lease")),
+        "{err:?}"
+    );
+    // Transactional mode too: a handler that outlives the lease could have
+    // its batch taken over and rolled back, again and again.
+    let err = start_err(
+        db.builder().queue(
+            Queue::transactional("q", 1, Noop)
+                .lease(Duration::from_secs(5))
+                .handler_timeout(Duration::from_secs(10)),
+        ),
+    )
+    .await;
+    assert!(
+        matches!(err, OutboxError::InvalidConfig(ref m) if m.contains("lease")),
+        "{err:?}"
+    );
+    let err = start_err(
+        db.builder().queue(
+            Queue::leased("q", 1, rec.clone())
+                .lease(Duration::from_secs(25 * 3600))
+                .handler_timeout(Duration::from_secs(10)),
+        ),
+    )
+    .await;
+    assert!(
+        matches!(err, OutboxError::InvalidConfig(ref m) if m.contains("24 hours")),
         "{err:?}"
     );
     let err = start_err(
@@ -98,7 +126,42 @@ pub async fn bad_configuration_fails_at_start(db: TestDb) {
         err.to_string().contains("migrate"),
         "the message should say how to fix it: {err}"
     );
+
+    // Tables from an older version (a column missing) are reported the same
+    // way, at start, not as a failing worker later.
+    let old_prefix = format!("{}o_", db.prefix);
+    let old = db.schema().prefix(&old_prefix).unwrap();
+    old.migrate(&db.db).await.unwrap();
+    db.exec(&format!(
+        "ALTER TABLE {old_prefix}partition DROP COLUMN lease_token"
+    ))
+    .await;
+    let err = start_err(
+        db.builder()
+            .table_prefix(old_prefix)
+            .queue(Queue::produce_only("q", 1)),
+    )
+    .await;
+    assert!(matches!(err, OutboxError::SchemaMissing { .. }), "{err:?}");
+    assert!(err.to_string().contains("out of date"), "{err}");
+    if db.backend != Backend::Sqlite {
+        old.drop_tables(&db.db).await.unwrap();
+    }
     assert!(rec.is_empty());
+}
+
+/// A transactional handler that is never called.
+struct Noop;
+
+#[async_trait::async_trait]
+impl outbox_core::TransactionalHandler for Noop {
+    async fn handle(
+        &self,
+        _: &outbox_core::DatabaseTransaction,
+        _: &outbox_core::Batch,
+    ) -> outbox_core::BatchResult {
+        outbox_core::BatchResult::success()
+    }
 }
 
 /// Migrations can run again, from two pools at once, and through sea-orm-migration.

@@ -97,11 +97,25 @@ pub async fn bad_input_returns_typed_errors_and_changes_nothing(db: TestDb) {
         matches!(err, OutboxError::InvalidPayloadType { .. }),
         "{err:?}"
     );
-    let err = outbox
-        .enqueue(&txn, "q", 0u32, ok().header("", "v"))
-        .await
-        .unwrap_err();
-    assert!(matches!(err, OutboxError::InvalidHeader { .. }), "{err:?}");
+    for bad_type in ["t".repeat(129), "a\0b".to_owned()] {
+        let err = outbox
+            .enqueue(&txn, "q", 0u32, Message::new(bad_type, b"x".to_vec()))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, OutboxError::InvalidPayloadType { .. }),
+            "{err:?}"
+        );
+    }
+    for bad in [
+        ok().header("", "v"),
+        ok().header("h".repeat(129), "v"),
+        ok().header("a\nb", "v"),
+        ok().header("h", "v".repeat(8 * 1024 + 1)),
+    ] {
+        let err = outbox.enqueue(&txn, "q", 0u32, bad).await.unwrap_err();
+        assert!(matches!(err, OutboxError::InvalidHeader { .. }), "{err:?}");
+    }
     // A batch with one bad message writes none of them.
     let err = outbox
         .enqueue_batch(&txn, "q", [(0u32, ok()), (9u32, ok())])
@@ -156,6 +170,91 @@ pub async fn bad_input_returns_typed_errors_and_changes_nothing(db: TestDb) {
     txn.rollback().await.unwrap();
     outbox.notify();
     assert!(wait_until(PATIENCE, || rec.len() == 1).await);
-    handle.stop().await;
     assert_eq!(rec.all()[0].message_id, id);
+
+    // Strings that would break SQL if spliced in are bound parameters: they
+    // go through verbatim, and a scope built from one matches nothing.
+    let hostile = "x'); DROP TABLE outbox_body; -- \" \\ `";
+    let txn = db.db.begin().await.unwrap();
+    outbox
+        .enqueue(
+            &txn,
+            "q",
+            hostile,
+            Message::new(hostile, hostile.as_bytes().to_vec()).header(hostile, hostile),
+        )
+        .await
+        .unwrap();
+    txn.commit().await.unwrap();
+    outbox.notify();
+    assert!(wait_until(PATIENCE, || rec.len() == 2).await);
+    handle.stop().await;
+    assert_eq!(rec.all()[1].payload, hostile);
+    let scope = outbox_core::DeadLetterScope::all()
+        .queue(hostile)
+        .payload_type(hostile);
+    let admin =
+        outbox_core::OutboxAdmin::new(db.db.clone(), db.dialect.clone(), &db.prefix).unwrap();
+    assert_eq!(admin.dead_letters().count(&scope).await.unwrap(), 0);
+    for prefix in [hostile, "outbox_; drop table x", "Outbox_"] {
+        assert!(matches!(
+            outbox_core::OutboxAdmin::new(db.db.clone(), db.dialect.clone(), prefix),
+            Err(OutboxError::InvalidTablePrefix { .. })
+        ));
+        assert!(matches!(
+            db.schema().prefix(prefix),
+            Err(OutboxError::InvalidTablePrefix { .. })
+        ));
+    }
+
+    // A handler asking for an endless retry delay gets the 24-hour cap,
+    // which the workers' clock arithmetic can take.
+    let forever = db
+        .builder()
+        .queue(Queue::leased("forever", 1, ForeverRetry))
+        .start()
+        .await
+        .unwrap();
+    let txn = db.db.begin().await.unwrap();
+    forever
+        .outbox()
+        .enqueue(&txn, "forever", 0u32, ok())
+        .await
+        .unwrap();
+    txn.commit().await.unwrap();
+    forever.outbox().notify();
+    let retry_at = format!(
+        "SELECT retry_at AS n FROM {} WHERE queue_name = 'forever'",
+        db.table("partition")
+    );
+    let mut waited = 0;
+    while db.scalar(&retry_at).await == 0 {
+        assert!(waited < 3000, "the retry was never recorded");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        waited += 1;
+    }
+    forever.stop().await;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let wait_ms = db.scalar(&retry_at).await - now_ms;
+    let day_ms = 24 * 3600 * 1000;
+    assert!(
+        (day_ms - 120_000..=day_ms + 120_000).contains(&wait_ms),
+        "a retry after Duration::MAX was stored as a wait of {wait_ms} ms"
+    );
+}
+
+/// Asks for a retry after `Duration::MAX`.
+struct ForeverRetry;
+
+#[async_trait::async_trait]
+impl outbox_core::LeasedHandler for ForeverRetry {
+    async fn handle(&self, _: &outbox_core::Batch) -> outbox_core::BatchResult {
+        outbox_core::BatchResult::All(outbox_core::Outcome::Retry {
+            reason: "some day".into(),
+            after: Some(std::time::Duration::MAX),
+        })
+    }
 }

@@ -5,6 +5,7 @@ mod dead_letter;
 mod enqueue;
 mod event;
 mod failure;
+mod fault;
 mod leased;
 mod ordering;
 mod ownership;
@@ -25,6 +26,11 @@ pub use event::event_subscribers_get_filtered_events_and_a_full_one_is_dropped;
 pub use failure::{
     panicking_and_hanging_handlers_count_as_retries, reject_dead_letters_and_partition_goes_on,
     retry_then_success_keeps_order,
+};
+pub use fault::{
+    fault_connections_terminated_mid_load, fault_flaky_handler_delays_only_its_partition,
+    fault_long_transaction_held_open_during_load, fault_poison_message_under_load,
+    fault_sqlite_concurrent_writers, fault_worker_killed_repeatedly_under_load,
 };
 pub use leased::{
     leased_redelivers_after_lease_expiry_and_refuses_stale_ack,

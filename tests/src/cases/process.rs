@@ -22,7 +22,7 @@ fn worker_binary() -> std::path::PathBuf {
 }
 
 /// Child processes killed when dropped, so a failing test leaves none behind.
-struct Workers(Vec<Child>);
+pub(super) struct Workers(pub(super) Vec<Child>);
 
 impl Drop for Workers {
     fn drop(&mut self) {
@@ -34,14 +34,37 @@ impl Drop for Workers {
 }
 
 fn spawn_worker(db: &TestDb, name: &str, partitions: u32, poll_ms: u64) -> Child {
+    spawn_worker_with(db, name, partitions, poll_ms, 2000, 5)
+}
+
+/// Starts `outbox-test-worker` as instance `name` with the given lease and
+/// per-batch delay (the time a batch stays open after its side rows are
+/// written), and waits for its `ready` line. Blocks the calling thread.
+pub(super) fn spawn_worker_with(
+    db: &TestDb,
+    name: &str,
+    partitions: u32,
+    poll_ms: u64,
+    lease_ms: u64,
+    batch_delay_ms: u64,
+) -> Child {
+    // On PostgreSQL the worker's connections carry its name, so a case can
+    // find them in pg_stat_activity.
+    let url = match db.backend {
+        Backend::Postgres => {
+            let separator = if db.url().contains('?') { '&' } else { '?' };
+            format!("{}{separator}application_name={name}", db.url())
+        }
+        Backend::MySql | Backend::Sqlite => db.url().to_owned(),
+    };
     let mut child = Command::new(worker_binary())
-        .env("OUTBOX_WORKER_URL", db.url())
+        .env("OUTBOX_WORKER_URL", url)
         .env("OUTBOX_WORKER_PREFIX", &db.prefix)
         .env("OUTBOX_WORKER_NAME", name)
         .env("OUTBOX_WORKER_PARTITIONS", partitions.to_string())
-        .env("OUTBOX_WORKER_LEASE_MS", "2000")
+        .env("OUTBOX_WORKER_LEASE_MS", lease_ms.to_string())
         .env("OUTBOX_WORKER_POLL_MS", poll_ms.to_string())
-        .env("OUTBOX_WORKER_BATCH_DELAY_MS", "5")
+        .env("OUTBOX_WORKER_BATCH_DELAY_MS", batch_delay_ms.to_string())
         .stdout(Stdio::piped())
         .spawn()
         .expect("spawn the worker process (built with the tests)");
@@ -54,7 +77,10 @@ fn spawn_worker(db: &TestDb, name: &str, partitions: u32, poll_ms: u64) -> Child
     child
 }
 
-async fn create_side_table(db: &TestDb) {
+/// Creates `<prefix>side`, the table the worker process (and the fault
+/// cases' in-process handlers) write each delivery to; no unique key, so a
+/// duplicate delivery shows as a second row.
+pub(super) async fn create_side_table(db: &TestDb) {
     let (id, bytes) = match db.backend {
         Backend::Postgres => ("BIGSERIAL PRIMARY KEY", "BYTEA"),
         Backend::MySql => ("BIGINT AUTO_INCREMENT PRIMARY KEY", "BINARY(16)"),
@@ -69,7 +95,7 @@ async fn create_side_table(db: &TestDb) {
 }
 
 /// (partition, seq, worker, received_us, message_id) of every side row, in insert order.
-async fn side_rows(db: &TestDb) -> Vec<(i64, i64, String, i64, Vec<u8>)> {
+pub(super) async fn side_rows(db: &TestDb) -> Vec<(i64, i64, String, i64, Vec<u8>)> {
     let sql = format!(
         "SELECT partition_no, seq, worker, received_us, message_id FROM {} ORDER BY id",
         db.table("side")
@@ -91,7 +117,8 @@ async fn side_rows(db: &TestDb) -> Vec<(i64, i64, String, i64, Vec<u8>)> {
         .collect()
 }
 
-fn now_us() -> i64 {
+/// Wall-clock microseconds since the Unix epoch.
+pub(super) fn now_us() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_micros() as i64)
