@@ -41,6 +41,46 @@ impl ModeArg {
     }
 }
 
+/// The worker settings preset, `outbox_core::Profile`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ProfileArg {
+    /// `Profile::low_latency()`: 50 ms polls, 20 messages per handler call.
+    #[value(name = "low_latency")]
+    LowLatency,
+    /// `Profile::default()`: 500 ms polls, 100 messages per handler call.
+    #[value(name = "default")]
+    Default,
+    /// `Profile::high_throughput()`: 1 s polls, 500 messages per handler call.
+    #[value(name = "high_throughput")]
+    HighThroughput,
+}
+
+impl ProfileArg {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::LowLatency => "low_latency",
+            Self::Default => "default",
+            Self::HighThroughput => "high_throughput",
+        }
+    }
+
+    pub(crate) fn profile(self) -> outbox_core::Profile {
+        match self {
+            Self::LowLatency => outbox_core::Profile::low_latency(),
+            Self::Default => outbox_core::Profile::default(),
+            Self::HighThroughput => outbox_core::Profile::high_throughput(),
+        }
+    }
+}
+
+/// What this process does (hidden: `--split-process` sets it for its child).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum RoleArg {
+    /// Runs the outbox workers and the handler only, for a parent that
+    /// produces (see `split.rs`).
+    Consumer,
+}
+
 /// Runs one outbox benchmark scenario against a real database and prints one
 /// JSON object as the last line of stdout; progress goes to stderr.
 ///
@@ -95,6 +135,56 @@ pub(crate) struct Args {
     /// seconds instead of running messages.
     #[arg(long)]
     pub(crate) idle_seconds: Option<f64>,
+
+    /// Soak: send `--rate` messages per second for this many seconds (the
+    /// message count, replacing `--messages`, is rate × seconds) and report
+    /// the outbox tables' rows and bytes and this process's RSS after the
+    /// first tenth of the run and at its end (see `soak.rs`).
+    #[arg(long)]
+    pub(crate) soak_seconds: Option<f64>,
+
+    /// Worker settings preset (`OutboxBuilder::profile`).
+    #[arg(long, value_enum, default_value_t = ProfileArg::Default)]
+    pub(crate) profile: ProfileArg,
+
+    /// Overrides the profile's poll interval, in milliseconds
+    /// (`OutboxBuilder::poll_interval`); omitted: the profile's.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub(crate) poll_interval_ms: Option<u64>,
+
+    /// Do not LISTEN for other processes' notifications
+    /// (`OutboxBuilder::listen(false)`): the consumer relies on in-process
+    /// wakeups and polling, as before cross-process wakeups existed.
+    #[arg(long)]
+    pub(crate) no_listen: bool,
+
+    /// Enqueue every message with no outbox worker running (a producer-only
+    /// instance), then start the consuming outbox and time the drain
+    /// (`drain_msgs_per_sec`, `drain_peak_rss_mib`).
+    #[arg(long)]
+    pub(crate) backlog: bool,
+
+    /// Run the outbox workers and the handler in a child process (this
+    /// binary again), the producers with a producer-only outbox in this one.
+    /// Commit and delivery times are wall-clock microseconds in both.
+    #[arg(long)]
+    pub(crate) split_process: bool,
+
+    /// Internal: the role of a child process of `--split-process`.
+    #[arg(long, value_enum, hide = true)]
+    pub(crate) role: Option<RoleArg>,
+
+    /// Internal (child): the parent's table prefix.
+    #[arg(long, hide = true)]
+    pub(crate) table_prefix: Option<String>,
+
+    /// Internal (child): the clock origin, Unix epoch microseconds.
+    #[arg(long, hide = true)]
+    pub(crate) clock_origin_us: Option<u64>,
+
+    /// Internal (child): where to write what the handler saw.
+    #[arg(long, hide = true)]
+    pub(crate) result_file: Option<std::path::PathBuf>,
 }
 
 impl Args {
@@ -112,8 +202,41 @@ impl Args {
                 "--idle-seconds must be between 0 and 86400, not {idle}"
             ));
         }
-        if self.idle_seconds.is_some() && self.baseline {
-            return Err("--baseline and --idle-seconds exclude each other".into());
+        if let Some(soak) = self.soak_seconds {
+            if !(soak.is_finite() && soak > 0.0 && soak <= 7.0 * 86_400.0) {
+                return Err(format!(
+                    "--soak-seconds must be between 0 and 604800, not {soak}"
+                ));
+            }
+            if self.rate.is_none() {
+                return Err("--soak-seconds needs --rate".into());
+            }
+            if self.idle_seconds.is_some() || self.backlog || self.split_process || self.baseline {
+                return Err(
+                    "--soak-seconds excludes --idle-seconds, --backlog, --split-process and --baseline"
+                        .into(),
+                );
+            }
+        }
+        if self.idle_seconds.is_some() && (self.baseline || self.backlog || self.split_process) {
+            return Err("--idle-seconds excludes --baseline, --backlog and --split-process".into());
+        }
+        if self.backlog && self.rate.is_some() {
+            return Err("--backlog enqueues as fast as possible: drop --rate".into());
+        }
+        if self.role.is_some() {
+            if self.split_process || self.idle_seconds.is_some() || self.baseline {
+                return Err("--role is internal to --split-process".into());
+            }
+            if self.table_prefix.is_none()
+                || self.clock_origin_us.is_none()
+                || self.result_file.is_none()
+            {
+                return Err(
+                    "--role consumer needs --table-prefix, --clock-origin-us and --result-file"
+                        .into(),
+                );
+            }
         }
         Ok(())
     }

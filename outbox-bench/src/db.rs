@@ -13,16 +13,6 @@ use outbox_core::{Dialect, OutboxSchema};
 use crate::BoxError;
 use crate::args::{Args, BackendArg};
 
-/// Tables a run may create, all under its own prefix.
-const TABLES: [&str; 6] = [
-    "dead_letter",
-    "outgoing",
-    "incoming",
-    "body",
-    "partition",
-    "baseline",
-];
-
 /// One run's database.
 pub(crate) struct BenchDb {
     pub(crate) backend: BackendArg,
@@ -42,10 +32,44 @@ pub(crate) struct BenchDb {
 
 impl BenchDb {
     /// Connects with a pool of `producers + partitions + 8` connections (at
-    /// most 64) and picks a fresh table prefix.
+    /// most 64) and picks a fresh table prefix. On SQLite, switches the file
+    /// to WAL first, as the outbox will at start, so that `--baseline`
+    /// inserts into the same journal mode the outbox runs in.
     pub(crate) async fn connect(args: &Args) -> Result<Self, BoxError> {
         let tag = uuid::Uuid::new_v4().simple().to_string();
         let prefix = format!("b{}_", &tag[..10]);
+        let bench = Self::open(
+            args,
+            &tag,
+            prefix,
+            args.database_url.clone(),
+            args.producers,
+        )
+        .await?;
+        if bench.backend == BackendArg::Sqlite {
+            bench
+                .db
+                .execute_unprepared("PRAGMA journal_mode=WAL")
+                .await?;
+        }
+        Ok(bench)
+    }
+
+    /// Connects to the parent's database and tables (`--role consumer`):
+    /// `url`, the parent's `prefix`, a pool of `partitions + 8` connections
+    /// (at most 64). Never creates or deletes a SQLite file.
+    pub(crate) async fn attach(args: &Args, url: String, prefix: String) -> Result<Self, BoxError> {
+        let tag = uuid::Uuid::new_v4().simple().to_string();
+        Self::open(args, &tag, prefix, Some(url), 0).await
+    }
+
+    async fn open(
+        args: &Args,
+        tag: &str,
+        prefix: String,
+        url: Option<String>,
+        producers: u32,
+    ) -> Result<Self, BoxError> {
         let mut temp_sqlite = None;
         let (default_url, dialect): (String, Arc<dyn Dialect>) = match args.backend {
             BackendArg::Postgres => (
@@ -58,15 +82,15 @@ impl BenchDb {
             ),
             BackendArg::Sqlite => {
                 let path = std::env::temp_dir().join(format!("outbox-bench-{tag}.db"));
-                let url = format!("sqlite://{}?mode=rwc", path.display());
-                if args.database_url.is_none() {
+                let temp_url = format!("sqlite://{}?mode=rwc", path.display());
+                if url.is_none() {
                     temp_sqlite = Some(path);
                 }
-                (url, Arc::new(outbox_sqlite::SqliteDialect))
+                (temp_url, Arc::new(outbox_sqlite::SqliteDialect))
             }
         };
-        let url = args.database_url.clone().unwrap_or(default_url);
-        let connections = (args.producers + args.partitions + 8).min(64);
+        let url = url.unwrap_or(default_url);
+        let connections = (producers + args.partitions + 8).min(64);
         let mut db = pool(&url, connections).await?;
         let client_statements = Arc::new(AtomicU64::new(0));
         let counter = client_statements.clone();
@@ -108,16 +132,32 @@ impl BenchDb {
         self.client_statements.load(Ordering::Relaxed)
     }
 
+    /// Closes the pool and nothing else (the consumer child: the parent
+    /// owns the tables and the file).
+    pub(crate) async fn close(self) {
+        if let Err(err) = self.db.close().await {
+            eprintln!("outbox-bench: closing the pool: {err}");
+        }
+    }
+
     /// Drops every table of this run (never a database) and closes the pool;
     /// deletes the SQLite file if the run made it. Failures are reported on
     /// stderr, not returned: cleanup runs after the result is known.
     pub(crate) async fn cleanup(self) {
         if self.temp_sqlite.is_none() {
-            for table in TABLES {
-                let sql = format!("DROP TABLE IF EXISTS {}", self.table(table));
-                if let Err(err) = self.db.execute_unprepared(&sql).await {
-                    eprintln!("outbox-bench: cleanup: {sql}: {err}");
-                }
+            // The library's own teardown knows every table and function its
+            // schema made (the instance table, PostgreSQL's notify triggers).
+            let schema = OutboxSchema::for_dialect(self.dialect.clone()).prefix(&self.prefix);
+            let dropped = match schema {
+                Ok(schema) => schema.drop_tables(&self.db).await.map_err(BoxError::from),
+                Err(err) => Err(err.into()),
+            };
+            if let Err(err) = dropped {
+                eprintln!("outbox-bench: cleanup: dropping the outbox tables: {err}");
+            }
+            let sql = format!("DROP TABLE IF EXISTS {}", self.table("baseline"));
+            if let Err(err) = self.db.execute_unprepared(&sql).await {
+                eprintln!("outbox-bench: cleanup: {sql}: {err}");
             }
         }
         if let Err(err) = self.db.close().await {

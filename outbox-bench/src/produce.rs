@@ -13,6 +13,7 @@ use outbox_core::sea_orm::{
 use outbox_core::{Message, Outbox, PartitionKey};
 
 use crate::BoxError;
+use crate::clock::Clock;
 use crate::recorder::{Plan, payload};
 
 /// Tries of one producer transaction before the run fails.
@@ -39,12 +40,21 @@ pub(crate) trait Sink: Send + Sync + 'static {
 pub(crate) struct OutboxSink {
     pub(crate) outbox: Outbox,
     pub(crate) payload_bytes: usize,
+    /// Keys per producer (see [`keys_per_producer`]).
+    pub(crate) keys: u64,
 }
 
-/// The partition key of message `seq` of `producer`: 64 keys per producer,
-/// hashed to partitions like an application's aggregate ids.
-fn key(producer: u64, seq: u64) -> PartitionKey {
-    PartitionKey::Key(format!("p{producer}-{}", seq % 64))
+/// Keys each producer cycles through: 64, or the partition count if larger,
+/// so that with many partitions every one of them gets messages (with 64
+/// keys per producer, 4 producers would reach at most 256 of 1,024).
+pub(crate) fn keys_per_producer(partitions: u32) -> u64 {
+    u64::from(partitions).max(64)
+}
+
+/// The partition key of message `seq` of `producer`: `keys` keys per
+/// producer, hashed to partitions like an application's aggregate ids.
+fn key(producer: u64, seq: u64, keys: u64) -> PartitionKey {
+    PartitionKey::Key(format!("p{producer}-{}", seq % keys.max(1)))
 }
 
 #[async_trait]
@@ -59,14 +69,19 @@ impl Sink for OutboxSink {
             |seq| Message::new("BenchMessage", payload(producer, seq, self.payload_bytes));
         if seqs.end - seqs.start == 1 {
             self.outbox
-                .enqueue(txn, "bench", key(producer, seqs.start), message(seqs.start))
+                .enqueue(
+                    txn,
+                    "bench",
+                    key(producer, seqs.start, self.keys),
+                    message(seqs.start),
+                )
                 .await?;
         } else {
             self.outbox
                 .enqueue_batch(
                     txn,
                     "bench",
-                    seqs.map(|seq| (key(producer, seq), message(seq))),
+                    seqs.map(|seq| (key(producer, seq, self.keys), message(seq))),
                 )
                 .await?;
         }
@@ -117,21 +132,21 @@ impl Sink for BaselineSink {
     }
 }
 
-/// The outcome of all producers.
+/// The outcome of all producers. Times are microseconds of the run's clock.
 #[derive(Debug)]
 pub(crate) struct Produced {
     /// When the first producer was started.
-    pub(crate) start: Instant,
+    pub(crate) start: u32,
     /// `commits[p][seq]`: when the commit that wrote message `seq` of
-    /// producer `p` returned to the producer.
-    pub(crate) commits: Vec<Vec<Instant>>,
+    /// producer `p` returned to the producer (4 bytes a message).
+    pub(crate) commits: Vec<Vec<u32>>,
     /// Transactions that failed and were tried again.
     pub(crate) retries: u64,
 }
 
 impl Produced {
     /// When the last commit returned (`start` if there was none).
-    pub(crate) fn last_commit(&self) -> Instant {
+    pub(crate) fn last_commit(&self) -> u32 {
         self.commits
             .iter()
             .filter_map(|c| c.last())
@@ -139,11 +154,19 @@ impl Produced {
             .max()
             .unwrap_or(self.start)
     }
+
+    /// Bytes of the commit-time table.
+    pub(crate) fn tracking_bytes(&self) -> u64 {
+        self.commits
+            .iter()
+            .map(|c| (c.capacity() * std::mem::size_of::<u32>()) as u64)
+            .sum()
+    }
 }
 
 /// Runs one producer task per entry of `plan.counts`, `batch` messages per
 /// transaction, at `rate` messages per second in total if given. `committed`
-/// counts messages whose transaction committed.
+/// counts messages whose transaction committed; `clock` times the commits.
 pub(crate) async fn run(
     db: &DatabaseConnection,
     sink: Arc<dyn Sink>,
@@ -151,6 +174,7 @@ pub(crate) async fn run(
     batch: u32,
     rate: Option<f64>,
     committed: Arc<AtomicUsize>,
+    clock: Clock,
 ) -> Result<Produced, BoxError> {
     let producers = plan.counts.len();
     // Open-loop pacing: producer p's transaction k is due at
@@ -158,6 +182,7 @@ pub(crate) async fn run(
     // per second; a producer that falls behind catches up without sleeping.
     let interval =
         rate.map(|rate| Duration::from_secs_f64(f64::from(batch) * producers as f64 / rate));
+    let start_us = clock.now();
     let start = Instant::now();
     let mut tasks = Vec::with_capacity(producers);
     for (p, &count) in plan.counts.iter().enumerate() {
@@ -197,7 +222,7 @@ pub(crate) async fn run(
                         }
                     }
                 }
-                let now = Instant::now();
+                let now = clock.now();
                 sink.committed();
                 commits.extend(std::iter::repeat_n(now, usize::try_from(end - seq)?));
                 committed.fetch_add(usize::try_from(end - seq)?, Ordering::Relaxed);
@@ -215,7 +240,7 @@ pub(crate) async fn run(
         retries += r;
     }
     Ok(Produced {
-        start,
+        start: start_us,
         commits,
         retries,
     })

@@ -3,12 +3,13 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
 
 use async_trait::async_trait;
 use outbox_core::sea_orm::DatabaseTransaction;
 use outbox_core::{Batch, BatchResult, LeasedHandler, TransactionalHandler};
 use tokio::sync::Notify;
+
+use crate::clock::{Clock, NEVER};
 
 /// How the messages are split among producers: producer `p` sends
 /// `counts[p]` messages with sequence numbers `0..counts[p]`, and message
@@ -81,8 +82,9 @@ fn decode(payload: &[u8]) -> Option<(u64, u64)> {
 
 #[derive(Debug)]
 struct State {
-    /// Instant of the first handler call that received message `i`.
-    first: Vec<Option<Instant>>,
+    /// When the handler first received message `i` (`NEVER`: not yet), in
+    /// microseconds of the run's clock. Doubles as the delivered bitmap.
+    first: Vec<u32>,
     /// Every message handed to the handler, redeliveries included.
     deliveries: u64,
     /// Messages whose payload is not one of this run's.
@@ -98,32 +100,35 @@ struct State {
 #[derive(Debug)]
 pub(crate) struct Recorder {
     plan: Plan,
+    clock: Clock,
     state: Mutex<State>,
     distinct: AtomicUsize,
     all_delivered: Notify,
 }
 
 /// What the handler saw, once the run is over.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct Deliveries {
-    pub(crate) first: Vec<Option<Instant>>,
+    /// First delivery of message `i` in clock microseconds, `NEVER` if none.
+    pub(crate) first: Vec<u32>,
     pub(crate) deliveries: u64,
     pub(crate) unknown: u64,
     pub(crate) order_violations: u64,
 }
 
 impl Recorder {
-    pub(crate) fn new(plan: Plan) -> Self {
+    pub(crate) fn new(plan: Plan, clock: Clock) -> Self {
         let n = usize::try_from(plan.total).unwrap_or(usize::MAX);
         Self {
             state: Mutex::new(State {
-                first: vec![None; n],
+                first: vec![NEVER; n],
                 deliveries: 0,
                 unknown: 0,
                 max_seq: HashMap::new(),
                 order_violations: 0,
             }),
             plan,
+            clock,
             distinct: AtomicUsize::new(0),
             all_delivered: Notify::new(),
         }
@@ -139,7 +144,7 @@ impl Recorder {
 
     /// Records one handler call.
     fn record(&self, batch: &Batch) {
-        let now = Instant::now();
+        let now = self.clock.now();
         let mut newly = 0;
         {
             let mut state = self.lock();
@@ -157,11 +162,11 @@ impl Recorder {
                     state.unknown += 1;
                     continue;
                 };
-                if slot.is_some() {
+                if *slot != NEVER {
                     // A redelivery: counted as a duplicate, not checked for order.
                     continue;
                 }
-                *slot = Some(now);
+                *slot = now;
                 newly += 1;
                 let key = (batch.partition, producer);
                 match state.max_seq.get(&key).copied() {
@@ -192,11 +197,13 @@ impl Recorder {
         }
     }
 
-    /// A copy of what was recorded.
-    pub(crate) fn snapshot(&self) -> Deliveries {
-        let state = self.lock();
+    /// What was recorded, moved out (not copied: at a million messages a
+    /// copy would be 4 MB more of the bench's own memory). Call it once the
+    /// handler can no longer run; later deliveries would be lost to it.
+    pub(crate) fn take(&self) -> Deliveries {
+        let mut state = self.lock();
         Deliveries {
-            first: state.first.clone(),
+            first: std::mem::take(&mut state.first),
             deliveries: state.deliveries,
             unknown: state.unknown,
             order_violations: state.order_violations,
