@@ -17,8 +17,9 @@
 # --baseline), after the backlog is enqueued (with --backlog), or 3 s after
 # start otherwise (PHASE=baseline: 3 s after start, inside the baseline).
 # Environment: BENCH_BIN (default target/release/outbox-bench), WINDOW
-# (seconds, default 5), PHASE (outbox or baseline).
-set -euo pipefail
+# (seconds, default 5), PHASE (outbox or baseline), DELAY (more seconds to
+# wait before the window).
+set -eu
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 
@@ -54,6 +55,7 @@ if [[ -n $marker ]]; then
 else
     sleep 3
 fi
+sleep "${DELAY:-0}"
 
 # Server counters, read before and after the window (per-second deltas in
 # counters.txt): transactions, rollbacks (a sequencer pass that found every
@@ -92,9 +94,9 @@ sample_waits() {
     case "$backend" in
         postgres)
             for ((i = 0; i < samples; i++)); do
-                echo "SELECT coalesce(wait_event_type,'CPU/none')||'/'||coalesce(wait_event,'-')||' '||state AS w, count(*) FROM pg_stat_activity WHERE datname='test' AND pid <> pg_backend_pid() GROUP BY 1;"
+                echo "SELECT state||' '||coalesce(wait_event_type,'-')||'/'||coalesce(wait_event,'-') AS w, count(*) FROM pg_stat_activity WHERE datname='test' AND pid <> pg_backend_pid() GROUP BY 1;"
                 echo "SELECT pg_sleep(0.1);"
-            done | psql -h 127.0.0.1 -U postgres test -At -F ' ' 2>/dev/null | awk 'NF == 2 && $2 ~ /^[0-9]+$/ {n[$1] += $2} END {for (k in n) printf "%8.2f  %s\n", n[k] / '"$samples"', k}' | sort -rn
+            done | psql -h 127.0.0.1 -U postgres test -At -F '|' 2>/dev/null | awk -F '|' 'NF == 2 && $2 ~ /^[0-9]+$/ {n[$1] += $2} END {for (k in n) printf "%8.2f  %s\n", n[k] / '"$samples"', k}' | sort -rn
             ;;
         mysql)
             for ((i = 0; i < samples; i++)); do
