@@ -158,6 +158,13 @@ pub(crate) struct Args {
     #[arg(long)]
     pub(crate) no_listen: bool,
 
+    /// Ping a pooled connection before handing it out only when it has been
+    /// idle this many seconds (`ConnectOptions::test_before_acquire_if_idle_for`).
+    /// Omitted: sea-orm's default, a ping on every acquire (one more round
+    /// trip per transaction or pooled statement, for the baseline too).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub(crate) ping_idle_secs: Option<u64>,
+
     /// Enqueue every message with no outbox worker running (a producer-only
     /// instance), then start the consuming outbox and time the drain
     /// (`drain_msgs_per_sec`, `drain_peak_rss_mib`).

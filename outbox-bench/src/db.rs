@@ -91,7 +91,8 @@ impl BenchDb {
         };
         let url = url.unwrap_or(default_url);
         let connections = (producers + args.partitions + 8).min(64);
-        let mut db = pool(&url, connections).await?;
+        let ping_idle = args.ping_idle_secs.map(Duration::from_secs);
+        let mut db = pool(&url, connections, ping_idle).await?;
         let client_statements = Arc::new(AtomicU64::new(0));
         let counter = client_statements.clone();
         db.set_metric_callback(move |_| {
@@ -177,7 +178,13 @@ impl BenchDb {
 }
 
 /// A pool of at most `connections` connections to `url`.
-pub(crate) async fn pool(url: &str, connections: u32) -> Result<DatabaseConnection, BoxError> {
+/// With `ping_idle`, a connection is pinged on acquire only after that much
+/// idle time; without, on every acquire (sea-orm's default).
+pub(crate) async fn pool(
+    url: &str,
+    connections: u32,
+    ping_idle: Option<Duration>,
+) -> Result<DatabaseConnection, BoxError> {
     let mut options = ConnectOptions::new(url.to_owned());
     options
         .max_connections(connections)
@@ -185,6 +192,9 @@ pub(crate) async fn pool(url: &str, connections: u32) -> Result<DatabaseConnecti
         .connect_timeout(Duration::from_secs(5))
         .acquire_timeout(Duration::from_secs(30))
         .sqlx_logging(false);
+    if let Some(idle) = ping_idle {
+        options.test_before_acquire_if_idle_for(idle);
+    }
     Database::connect(options)
         .await
         .map_err(|err| format!("cannot connect to {}: {err}", redact(url)).into())

@@ -87,7 +87,7 @@ impl Probe {
             BackendArg::Mysql => Counter::MysqlQuestions,
             BackendArg::Postgres => Counter::PgStatDatabase,
         };
-        let conn = pool(&bench.url, 1).await?;
+        let conn = pool(&bench.url, 1, None).await?;
         let mut probe = Self { conn, counter };
         if counter == Counter::PgStatDatabase {
             let installed = probe

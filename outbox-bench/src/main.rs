@@ -19,6 +19,7 @@
 //! message, clamped at 0):
 //! `backend`, `mode`, `messages`, `partitions`, `batch`, `producers`,
 //! `payload_bytes`, `rate` (null: as fast as possible), `profile`,
+//! `ping_idle_secs` (null: the pool pings on every acquire),
 //! `split_process`, `backlog`,
 //! `enqueue_msgs_per_sec` (messages ÷ time from the first producer's start to
 //! the last commit), `e2e_msgs_per_sec` (delivered ÷ time from the first
@@ -102,6 +103,7 @@ struct Report {
     payload_bytes: u64,
     rate: Option<f64>,
     profile: &'static str,
+    ping_idle_secs: Option<u64>,
     split_process: bool,
     backlog: bool,
     enqueue_msgs_per_sec: Option<f64>,
@@ -218,6 +220,7 @@ async fn scenario(args: &Args, bench: &BenchDb) -> Result<Report, BoxError> {
         payload_bytes: args.payload_bytes,
         rate: args.rate,
         profile: args.profile.name(),
+        ping_idle_secs: args.ping_idle_secs,
         split_process: args.split_process,
         backlog: args.backlog,
         soak_seconds: args.soak_seconds,

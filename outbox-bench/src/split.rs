@@ -81,6 +81,9 @@ impl Consumer {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
+        if let Some(secs) = args.ping_idle_secs {
+            command.arg(format!("--ping-idle-secs={secs}"));
+        }
         if let Some(ms) = args.poll_interval_ms {
             command.arg(format!("--poll-interval-ms={ms}"));
         }
