@@ -28,6 +28,20 @@ pub enum Outcome {
         /// Why, recorded in the dead letter.
         reason: String,
     },
+    /// Something the handler depends on is down (a broker, an HTTP service):
+    /// the message stays at the head of its partition and is tried again after
+    /// `after`, **without using up an attempt** of the retry policy, so an
+    /// outage of any length never dead-letters a message. The partition waits
+    /// meanwhile. Use [`Outcome::Retry`] for failures caused by the message
+    /// itself, which should end in the dead-letter table.
+    Unavailable {
+        /// Why, recorded as the partition's last error.
+        reason: String,
+        /// How long to wait; `None` waits 1 s (with the policy's jitter).
+        /// Capped at 24 hours. A handler that knows the outage (a relay
+        /// counting failed connects) passes its own backoff.
+        after: Option<Duration>,
+    },
 }
 
 impl Outcome {
@@ -45,17 +59,33 @@ impl Outcome {
             reason: reason.into(),
         }
     }
+
+    /// A dependency is down: wait 1 s and try again, without using an attempt.
+    pub fn unavailable(reason: impl Into<String>) -> Self {
+        Self::Unavailable {
+            reason: reason.into(),
+            after: None,
+        }
+    }
+
+    /// Whether the message stays at the head of its partition (a
+    /// [`Retry`](Outcome::Retry) or an [`Unavailable`](Outcome::Unavailable)):
+    /// a per-message handler stops at such an outcome.
+    pub fn is_retry(&self) -> bool {
+        matches!(self, Self::Retry { .. } | Self::Unavailable { .. })
+    }
 }
 
 /// The result of handling a batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum BatchResult {
-    /// One outcome for the whole batch. In transactional mode a `Retry` or
-    /// `Reject` rolls back everything the handler wrote for the batch.
+    /// One outcome for the whole batch. In transactional mode a `Retry`,
+    /// `Unavailable` or `Reject` rolls back everything the handler wrote for
+    /// the batch.
     All(Outcome),
-    /// One outcome per message, in order. Messages up to the first `Retry` are
-    /// settled (acknowledged or dead-lettered); the `Retry` one becomes the head
+    /// One outcome per message, in order. Messages up to the first `Retry` (or
+    /// `Unavailable`) are settled (acknowledged or dead-lettered); the `Retry` one becomes the head
     /// of the partition; messages after it, and messages beyond the end of the
     /// vector, are delivered again later. In transactional mode the handler's
     /// writes are kept: a handler must not write for a message it retries
@@ -77,6 +107,12 @@ impl BatchResult {
     /// Dead-letter every message of the batch.
     pub fn reject(reason: impl Into<String>) -> Self {
         Self::All(Outcome::reject(reason))
+    }
+
+    /// A dependency is down: try the batch again in 1 s without using an
+    /// attempt (see [`Outcome::Unavailable`]).
+    pub fn unavailable(reason: impl Into<String>) -> Self {
+        Self::All(Outcome::unavailable(reason))
     }
 }
 
@@ -124,7 +160,7 @@ impl<H: LeasedMessageHandler> LeasedHandler for EachMessage<H> {
         let mut outcomes = Vec::with_capacity(batch.messages.len());
         for message in &batch.messages {
             let outcome = self.0.handle(message).await;
-            let stop = matches!(outcome, Outcome::Retry { .. });
+            let stop = outcome.is_retry();
             outcomes.push(outcome);
             if stop {
                 break;
@@ -155,7 +191,7 @@ impl<H: TransactionalMessageHandler> TransactionalHandler for EachMessage<H> {
                 Ok(()) => outcome,
                 Err(err) => Outcome::retry(format!("savepoint release failed: {err}")),
             };
-            let stop = matches!(outcome, Outcome::Retry { .. });
+            let stop = outcome.is_retry();
             outcomes.push(outcome);
             if stop {
                 break;

@@ -40,6 +40,7 @@ macro_rules! all_cases {
             leased_redelivers_after_lease_expiry_and_refuses_stale_ack,
             leased_worker_that_lost_its_lease_cannot_acknowledge,
             retry_then_success_keeps_order,
+            unavailable_dependency_never_dead_letters,
             reject_dead_letters_and_partition_goes_on,
             panicking_and_hanging_handlers_count_as_retries,
             vacuum_removes_processed_rows,

@@ -12,6 +12,9 @@ use crate::retry::RetryPolicy;
 /// absurd one (`Duration::MAX`) would overflow.
 pub(crate) const MAX_RETRY_DELAY: Duration = Duration::from_secs(24 * 3600);
 
+/// How long a partition waits after [`Outcome::Unavailable`] without a delay.
+const UNAVAILABLE_DELAY: Duration = Duration::from_secs(1);
+
 /// A message moving to the dead-letter table.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct DeadLetter {
@@ -92,7 +95,9 @@ pub(crate) fn settle(
         BatchResult::All(Outcome::Reject { reason }) => {
             (vec![Outcome::Reject { reason }; batch.messages.len()], true)
         }
-        BatchResult::All(retry @ Outcome::Retry { .. }) => (vec![retry], true),
+        BatchResult::All(retry @ (Outcome::Retry { .. } | Outcome::Unavailable { .. })) => {
+            (vec![retry], true)
+        }
         BatchResult::PerMessage(outcomes) if outcomes.is_empty() => (
             vec![Outcome::retry(
                 "the handler returned no outcome for the batch",
@@ -138,6 +143,24 @@ pub(crate) fn settle(
                         error: reason,
                     });
                 }
+                break;
+            }
+            Outcome::Unavailable { reason, after } => {
+                // The attempt is not the message's fault: the count stays
+                // where it was and the policy never gives up on it.
+                let delay = after.unwrap_or_else(|| {
+                    RetryPolicy {
+                        base: UNAVAILABLE_DELAY,
+                        cap: UNAVAILABLE_DELAY,
+                        ..policy.clone()
+                    }
+                    .delay(1)
+                });
+                settlement.retry = Some(PendingRetry {
+                    attempts: attempts - 1,
+                    delay: delay.min(MAX_RETRY_DELAY),
+                    error: reason,
+                });
                 break;
             }
         }
@@ -221,6 +244,34 @@ mod tests {
         assert_eq!(s.processed_seq, 3);
         assert_eq!(s.dead_letters.len(), 1);
         assert!(s.retry.is_none());
+    }
+
+    #[test]
+    fn unavailable_waits_without_using_an_attempt() {
+        // The head has failed twice of three: a Retry would dead-letter it.
+        let down = Outcome::Unavailable {
+            reason: "broker down".into(),
+            after: Some(Duration::from_millis(250)),
+        };
+        let s = settle(&batch(3..=4, 2), 2, BatchResult::All(down), &policy());
+        assert_eq!(s.processed_seq, 2);
+        assert!(s.dead_letters.is_empty());
+        let retry = s.retry.expect("the partition waits");
+        assert_eq!(retry.attempts, 2);
+        assert_eq!(retry.delay, Duration::from_millis(250));
+        assert_eq!(retry.error, "broker down");
+
+        let outcomes = vec![Outcome::Success, Outcome::unavailable("down")];
+        let s = settle(
+            &batch(1..=3, 0),
+            0,
+            BatchResult::PerMessage(outcomes),
+            &policy(),
+        );
+        assert_eq!(s.processed_seq, 1);
+        let retry = s.retry.expect("the partition waits");
+        assert_eq!(retry.attempts, 0);
+        assert_eq!(retry.delay, UNAVAILABLE_DELAY);
     }
 
     #[test]

@@ -17,6 +17,7 @@ struct Picky {
     ok: Recorder,
     tries: Arc<Mutex<HashMap<String, u32>>>,
     retry: HashMap<String, u32>,
+    unavailable: HashMap<String, u32>,
     reject: Vec<String>,
 }
 
@@ -32,6 +33,16 @@ impl LeasedMessageHandler for Picky {
         };
         if self.reject.contains(&payload) {
             return Outcome::reject("poison");
+        }
+        if self
+            .unavailable
+            .get(&payload)
+            .is_some_and(|fails| tries <= *fails)
+        {
+            return Outcome::Unavailable {
+                reason: format!("broker down, try {tries}"),
+                after: Some(Duration::from_millis(10)),
+            };
         }
         if self
             .retry
@@ -97,6 +108,46 @@ pub async fn retry_then_success_keeps_order(db: TestDb) {
         handler.tries.lock().unwrap()["m4"],
         1,
         "a message after the retried one was handled early"
+    );
+    assert_eq!(db.count("dead_letter").await, 0);
+}
+
+/// A dependency outage longer than the retry policy's attempts never
+/// dead-letters: `Unavailable` waits without using an attempt, order is kept,
+/// and a `Retry` after the outage still has all its attempts.
+pub async fn unavailable_dependency_never_dead_letters(db: TestDb) {
+    let handler = Picky {
+        unavailable: HashMap::from([("m3".to_string(), 8)]),
+        retry: HashMap::from([("m5".to_string(), 2)]),
+        ..Picky::default()
+    };
+    let retry =
+        outbox_core::RetryPolicy::exponential(Duration::from_millis(5), Duration::from_millis(10))
+            .max_attempts(Some(3));
+    let handle = db
+        .builder()
+        .queue(
+            Queue::leased("q", 1, EachMessage(handler.clone()))
+                .batch_size(4)
+                .retry(retry),
+        )
+        .start()
+        .await
+        .unwrap();
+    enqueue_ten(&db, handle.outbox()).await;
+    assert!(
+        wait_until(PATIENCE, || handler.ok.len() == 10).await,
+        "got {:?}",
+        payloads(&handler.ok)
+    );
+    handle.stop().await;
+    assert_eq!(payloads(&handler.ok), expected(&[]));
+    assert_eq!(handler.tries.lock().unwrap()["m3"], 9);
+    assert_eq!(handler.tries.lock().unwrap()["m5"], 3);
+    assert_eq!(
+        handler.tries.lock().unwrap()["m4"],
+        1,
+        "a message after the unavailable one was handled early"
     );
     assert_eq!(db.count("dead_letter").await, 0);
 }

@@ -25,7 +25,7 @@ pub use enqueue::{bad_input_returns_typed_errors_and_changes_nothing, rollback_l
 pub use event::event_subscribers_get_filtered_events_and_a_full_one_is_dropped;
 pub use failure::{
     panicking_and_hanging_handlers_count_as_retries, reject_dead_letters_and_partition_goes_on,
-    retry_then_success_keeps_order,
+    retry_then_success_keeps_order, unavailable_dependency_never_dead_letters,
 };
 pub use fault::{
     fault_connections_terminated_mid_load, fault_flaky_handler_delays_only_its_partition,
