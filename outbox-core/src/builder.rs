@@ -16,6 +16,7 @@ use crate::outbox::{Outbox, QueueRuntime, ROWS_PER_STATEMENT, Shared};
 use crate::profile::Profile;
 use crate::queue::{Mode, Queue};
 use crate::table::{DEFAULT_TABLE_PREFIX, Tables};
+use crate::trace_context::TracePropagator;
 use crate::worker::processor::PartitionWorker;
 use crate::worker::sequencer::Sequencer;
 use crate::worker::vacuum::Vacuum;
@@ -34,6 +35,7 @@ pub struct OutboxBuilder {
     owner: String,
     run_workers: bool,
     listen: bool,
+    trace: Option<Arc<dyn TracePropagator>>,
 }
 
 /// Settings given one by one, which win over the profile's.
@@ -71,6 +73,7 @@ impl OutboxBuilder {
             owner: format!("outbox-{}", uuid::Uuid::new_v4()),
             run_workers: true,
             listen: true,
+            trace: crate::trace_context::default_propagator(),
         }
     }
 
@@ -153,6 +156,28 @@ impl OutboxBuilder {
     /// registering, for enqueue to know their partitions).
     pub fn run_workers(mut self, run: bool) -> Self {
         self.run_workers = run;
+        self
+    }
+
+    /// Uses `propagator` to carry trace context from enqueue to delivery
+    /// (see [`TracePropagator`]). Default: see
+    /// [`propagate_trace_context`](Self::propagate_trace_context).
+    pub fn trace_propagator(mut self, propagator: impl TracePropagator) -> Self {
+        self.trace = Some(Arc::new(propagator));
+        self
+    }
+
+    /// Whether enqueue writes the current span's trace context into each
+    /// message's headers and the handler's `outbox.handle` span links to it.
+    /// Default: on with the `opentelemetry` cargo feature (W3C
+    /// `traceparent`/`tracestate`, `W3cTraceContext`), off without (no
+    /// propagator). `false` turns it off; `true` keeps the propagator in place.
+    pub fn propagate_trace_context(mut self, propagate: bool) -> Self {
+        self.trace = if propagate {
+            self.trace.or_else(crate::trace_context::default_propagator)
+        } else {
+            None
+        };
         self
     }
 
@@ -299,6 +324,7 @@ impl OutboxBuilder {
                 self.run_workers,
             ),
             partition_wakers,
+            trace: self.trace,
         });
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = Vec::new();

@@ -85,6 +85,7 @@ mod queue;
 mod retry;
 mod stats;
 mod table;
+mod trace_context;
 mod wakeup;
 mod worker;
 
@@ -111,6 +112,9 @@ pub use queue::{MAX_PARTITIONS, MAX_QUEUE_NAME_LEN, Queue};
 pub use retry::RetryPolicy;
 pub use stats::{DeadLetterCounts, OutboxStats, PartitionStats, QueueStats};
 pub use table::DEFAULT_TABLE_PREFIX;
+#[cfg(feature = "opentelemetry")]
+pub use trace_context::W3cTraceContext;
+pub use trace_context::{TRACEPARENT_HEADER, TRACESTATE_HEADER, TracePropagator};
 pub use wakeup::{WakeupListener, channel as wakeup_channel};
 pub use worker::lease::Lease;
 

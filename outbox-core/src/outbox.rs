@@ -50,6 +50,8 @@ pub(crate) struct Shared {
     pub(crate) ownership: crate::worker::membership::Ownership,
     /// Lifecycle event subscribers.
     pub(crate) events: crate::event::EventHub,
+    /// Carries trace context from enqueue to the handler's span, if set.
+    pub(crate) trace: Option<Arc<dyn crate::trace_context::TracePropagator>>,
 }
 
 impl Shared {
@@ -170,7 +172,10 @@ impl Outbox {
 
         let mut rows = Vec::new();
         let mut given_ids = HashSet::new();
-        for (key, message) in messages {
+        for (key, mut message) in messages {
+            if let Some(trace) = &shared.trace {
+                trace.inject(&mut message.headers);
+            }
             let partition = key.into().resolve(partitions);
             let partition_id = *runtime
                 .partition_ids

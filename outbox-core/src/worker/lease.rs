@@ -7,6 +7,7 @@ use std::time::Duration;
 use sea_orm::ConnectionTrait;
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::error::OutboxError;
 use crate::handler::{BatchResult, LeasedHandler};
@@ -313,7 +314,10 @@ impl PartitionWorker {
         let shared = self.shared.clone();
         let lease_len = self.queue.lease;
         let headroom = self.queue.lease_headroom;
-        let handler = guarded(handler.handle(batch), self.queue.handler_timeout);
+        let handler = guarded(
+            handler.handle(batch).instrument(self.handler_span(batch)),
+            self.queue.handler_timeout,
+        );
         tokio::pin!(handler);
         let mut renew_at = Instant::now() + lease_len / 3;
         loop {

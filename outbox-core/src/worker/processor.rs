@@ -144,6 +144,25 @@ impl PartitionWorker {
         }
     }
 
+    /// The span a handler runs in, linked to the trace context each message
+    /// carries (see [`TracePropagator`](crate::TracePropagator)).
+    pub(crate) fn handler_span(&self, batch: &Batch) -> tracing::Span {
+        let span = tracing::info_span!(
+            "outbox.handle",
+            queue = %batch.queue,
+            partition = batch.partition,
+            seq = batch.messages.first().map_or(0, |m| m.seq),
+            count = batch.messages.len(),
+            attempt = batch.attempt,
+        );
+        if let Some(trace) = &self.shared.trace {
+            for message in &batch.messages {
+                trace.link(&span, &message.headers);
+            }
+        }
+        span
+    }
+
     async fn run_once_transactional(
         &mut self,
         handler: &dyn TransactionalHandler,
@@ -184,7 +203,9 @@ impl PartitionWorker {
 
         let savepoint = txn.begin().await.map_err(|e| shared.db_error(e))?;
         let result = guarded(
-            handler.handle(&savepoint, &batch),
+            handler
+                .handle(&savepoint, &batch)
+                .instrument(self.handler_span(&batch)),
             self.queue.handler_timeout,
         )
         .await;
