@@ -150,7 +150,7 @@ pub trait LeasedMessageHandler: Send + Sync + 'static {
 /// Adapts a per-message handler to a batch handler: messages are handled in
 /// order, each (in transactional mode) in its own savepoint, so a retried or
 /// rejected message's writes roll back while earlier messages' writes stay.
-/// Handling stops at the first `Retry`.
+/// Handling stops at the first `Retry` or `Unavailable`.
 #[derive(Debug, Clone)]
 pub struct EachMessage<H>(pub H);
 

@@ -83,9 +83,10 @@ pub struct PartitionStats {
     pub last_error: Option<String>,
     /// When the head message is tried next (epoch ms), while it is failing.
     pub retry_at_ms: Option<i64>,
-    /// Whether the head message is failing, which holds back the whole
-    /// partition until it succeeds, or, with a retry policy that has
-    /// `max_attempts`, until it is dead-lettered.
+    /// Whether the head message is failing (a retry, or a dependency
+    /// reported unavailable), which holds back the whole partition until it
+    /// succeeds, or, with a retry policy that has `max_attempts`, until it is
+    /// dead-lettered.
     pub blocked_by_retry: bool,
     /// This partition's dead letters by status.
     pub dead_letters: DeadLetterCounts,
@@ -206,7 +207,10 @@ pub(crate) async fn collect(
         let attempts = u32::try_from(int(row, "attempts").map_err(err)?).unwrap_or(0);
         let retry_at: i64 = row.try_get("", "retry_at").map_err(err)?;
         let lease_until: i64 = row.try_get("", "lease_until").map_err(err)?;
-        let blocked = attempts > 0;
+        let last_error: Option<String> = row.try_get("", "last_error").map_err(err)?;
+        // A head waiting after `Outcome::Unavailable` keeps its attempt count
+        // (often 0) but has an error until it succeeds.
+        let blocked = attempts > 0 || last_error.is_some();
         let stats = PartitionStats {
             partition,
             incoming: 0,
@@ -218,11 +222,7 @@ pub(crate) async fn collect(
             lease_until_ms: (lease_until > 0).then_some(lease_until),
             lease_held: lease_until > now,
             attempts,
-            last_error: if blocked {
-                row.try_get("", "last_error").map_err(err)?
-            } else {
-                None
-            },
+            last_error: if blocked { last_error } else { None },
             retry_at_ms: (blocked && retry_at > 0).then_some(retry_at),
             blocked_by_retry: blocked,
             dead_letters: DeadLetterCounts::default(),

@@ -117,7 +117,7 @@ pub async fn retry_then_success_keeps_order(db: TestDb) {
 /// and a `Retry` after the outage still has all its attempts.
 pub async fn unavailable_dependency_never_dead_letters(db: TestDb) {
     let handler = Picky {
-        unavailable: HashMap::from([("m3".to_string(), 8)]),
+        unavailable: HashMap::from([("m3".to_string(), 30)]),
         retry: HashMap::from([("m5".to_string(), 2)]),
         ..Picky::default()
     };
@@ -135,6 +135,28 @@ pub async fn unavailable_dependency_never_dead_letters(db: TestDb) {
         .await
         .unwrap();
     enqueue_ten(&db, handle.outbox()).await;
+    // While the dependency is down, stats show the partition waiting on it,
+    // with its error and no attempt used.
+    assert!(
+        wait_until(PATIENCE, || handler
+            .tries
+            .lock()
+            .unwrap()
+            .get("m3")
+            .is_some_and(|n| *n >= 2))
+        .await
+    );
+    let stats = handle.outbox().admin().stats().await.unwrap();
+    let partition = stats.queue("q").unwrap().partition(0).unwrap().clone();
+    assert!(partition.blocked_by_retry, "{partition:?}");
+    assert_eq!(partition.attempts, 0);
+    assert!(
+        partition
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("broker down")),
+        "{partition:?}"
+    );
     assert!(
         wait_until(PATIENCE, || handler.ok.len() == 10).await,
         "got {:?}",
@@ -142,7 +164,7 @@ pub async fn unavailable_dependency_never_dead_letters(db: TestDb) {
     );
     handle.stop().await;
     assert_eq!(payloads(&handler.ok), expected(&[]));
-    assert_eq!(handler.tries.lock().unwrap()["m3"], 9);
+    assert_eq!(handler.tries.lock().unwrap()["m3"], 31);
     assert_eq!(handler.tries.lock().unwrap()["m5"], 3);
     assert_eq!(
         handler.tries.lock().unwrap()["m4"],
