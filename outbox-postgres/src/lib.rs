@@ -6,7 +6,7 @@
 //! |---|---|
 //! | isolation | READ COMMITTED (the server default) |
 //! | partition lock | `FOR NO KEY UPDATE SKIP LOCKED` (does not block inserts' `KEY SHARE` locks) |
-//! | wakeups | in-process after commit, plus polling |
+//! | wakeups | in-process after commit; across processes LISTEN/NOTIFY (a trigger on the outgoing table), plus polling |
 //! | minimum version | PostgreSQL 12 |
 //! | known limits | none beyond the server's |
 //!
