@@ -1,0 +1,60 @@
+//! What the end-to-end tests share: the service as a child process, a small
+//! HTTP client, NATS and database set-up, a load of customers placing
+//! orders, and the check of what reached the stream.
+
+#![allow(dead_code)] // Each test binary uses a different part of the support code.
+
+pub mod admin;
+pub mod check;
+pub mod database;
+pub mod http;
+pub mod load;
+pub mod nats;
+pub mod service;
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+/// Whether a missing server fails the test instead of skipping it.
+pub fn required() -> bool {
+    std::env::var("OUTBOX_REQUIRE_ALL_BACKENDS")
+        .is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))
+}
+
+/// Skips loudly (stderr, not captured), or panics under
+/// `OUTBOX_REQUIRE_ALL_BACKENDS=1`.
+pub fn skip(test: &str, why: &str) {
+    let line = format!("!!! SKIPPING {test}: {why}");
+    assert!(!required(), "{line} (OUTBOX_REQUIRE_ALL_BACKENDS=1)");
+    // Straight to the process's stderr: the test harness captures
+    // `eprintln!` and hides it for a passing test.
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+/// A short random suffix for names no other test uses.
+pub fn suffix() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
+}
+
+/// Polls `condition` every 50 ms until it holds; panics with `what` (and
+/// whatever `context` says) after `deadline`.
+pub async fn wait_until<F, Fut>(what: &str, deadline: Duration, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !condition().await {
+        assert!(
+            start.elapsed() < deadline,
+            "timed out after {deadline:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (bound, read, released).
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local addr").port()
+}
