@@ -104,6 +104,8 @@
 
 mod backoff;
 mod error;
+#[cfg(test)]
+mod fixture;
 mod header;
 #[cfg(feature = "nats")]
 mod nats;

@@ -180,32 +180,9 @@ impl fmt::Debug for Route {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
-    use uuid::Uuid;
 
     use super::*;
-
-    fn message(headers: &[(&str, &str)]) -> (Batch, Delivery) {
-        let delivery = Delivery {
-            seq: 7,
-            message_id: Uuid::nil(),
-            payload: Vec::new(),
-            payload_type: "OrderPlaced".into(),
-            headers: headers
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect::<BTreeMap<_, _>>(),
-            enqueued_at_ms: 0,
-        };
-        let batch = Batch {
-            queue: "orders".into(),
-            partition: 3,
-            attempt: 0,
-            messages: vec![delivery.clone()],
-        };
-        (batch, delivery)
-    }
+    use crate::fixture::delivery as message;
 
     #[cfg(feature = "nats")]
     #[test]

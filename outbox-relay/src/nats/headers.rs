@@ -39,27 +39,7 @@ pub(super) fn headers(batch: &Batch, delivery: &Delivery) -> Result<HeaderMap, F
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn delivery(headers: &[(&str, &str)]) -> (Batch, Delivery) {
-        let delivery = Delivery {
-            seq: 42,
-            message_id: uuid::Uuid::from_u128(7),
-            payload: b"{}".to_vec(),
-            payload_type: "OrderPlaced".into(),
-            headers: headers
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
-            enqueued_at_ms: 1_700_000_000_123,
-        };
-        let batch = Batch {
-            queue: "orders".into(),
-            partition: 3,
-            attempt: 0,
-            messages: vec![delivery.clone()],
-        };
-        (batch, delivery)
-    }
+    use crate::fixture::delivery;
 
     #[test]
     fn headers_carry_the_id_the_outbox_fields_and_the_message_headers() {

@@ -54,27 +54,7 @@ pub(super) fn properties(batch: &Batch, delivery: &Delivery) -> Result<BasicProp
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn delivery(headers: &[(&str, &str)]) -> (Batch, Delivery) {
-        let delivery = Delivery {
-            seq: 42,
-            message_id: uuid::Uuid::from_u128(7),
-            payload: b"{}".to_vec(),
-            payload_type: "OrderPlaced".into(),
-            headers: headers
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
-            enqueued_at_ms: 1_700_000_000_123,
-        };
-        let batch = Batch {
-            queue: "orders".into(),
-            partition: 3,
-            attempt: 0,
-            messages: vec![delivery.clone()],
-        };
-        (batch, delivery)
-    }
+    use crate::fixture::delivery;
 
     fn text(properties: &BasicProperties, name: &str) -> Option<String> {
         match properties.headers().as_ref()?.inner().get(name)? {
