@@ -67,21 +67,25 @@ add "postgres/split-rate200/default"   latency_p50_ms "--backend postgres --spli
 add "postgres/split-rate200/low_latency" latency_p50_ms "--backend postgres --split-process --rate 200 --batch 1 --messages 6000 --profile low_latency"
 add "mysql/split-rate200/low_latency"  latency_p50_ms "--backend mysql --split-process --rate 200 --batch 1 --messages 6000 --profile low_latency"
 add "sqlite/split-rate200/low_latency" latency_p50_ms "--backend sqlite --split-process --rate 200 --batch 1 --messages 6000 --profile low_latency"
-for be in postgres mysql; do
+for be in postgres mysql sqlite; do
     add "$be/N/10k"   e2e_msgs_per_sec "--backend $be --batch 100 --messages 10000 --baseline"
     add "$be/N/100k"  e2e_msgs_per_sec "--backend $be --batch 100 --messages 100000 --baseline"
     add "$be/N/1M"    e2e_msgs_per_sec "--backend $be --batch 100 --messages 1000000 --baseline"
 done
-for be in postgres mysql; do
+for be in postgres mysql sqlite; do
     add "$be/P/4"     e2e_msgs_per_sec "--backend $be --batch 100 --partitions 4 --baseline"
     add "$be/P/64"    e2e_msgs_per_sec "--backend $be --batch 100 --partitions 64 --baseline"
     add "$be/P/1024"  e2e_msgs_per_sec "--backend $be --batch 100 --partitions 1024 --baseline"
 done
 add "postgres/backlog/1M"              drain_msgs_per_sec "--backend postgres --backlog --messages 1000000 --batch 1000"
 add "postgres/backlog-split/1M"        drain_msgs_per_sec "--backend postgres --backlog --split-process --messages 1000000 --batch 1000"
+add "mysql/backlog/1M"                 drain_msgs_per_sec "--backend mysql --backlog --messages 1000000 --batch 1000"
+add "sqlite/backlog/1M"                drain_msgs_per_sec "--backend sqlite --backlog --messages 1000000 --batch 1000"
 for be in postgres mysql; do
     add "$be/idle/P1024" idle_db_statements_per_sec "--backend $be --idle-seconds 20 --partitions 1024"
 done
+# SQLite has no server to count on: the statements the outbox's pool sent.
+add "sqlite/idle/P1024" idle_client_statements_per_sec "--backend sqlite --idle-seconds 20 --partitions 1024"
 
 # In quick mode: N/10 (default N is 100,000), idle windows of 5 s.
 adjust() {
