@@ -36,7 +36,11 @@ pub struct OutboxBuilder {
     run_workers: bool,
     listen: bool,
     trace: Option<Arc<dyn TracePropagator>>,
+    processor_connections: usize,
 }
+
+/// Processors that may use a database connection at once, unless set.
+pub const DEFAULT_PROCESSOR_CONNECTIONS: usize = 16;
 
 /// Settings given one by one, which win over the profile's.
 #[derive(Debug, Default)]
@@ -74,6 +78,7 @@ impl OutboxBuilder {
             run_workers: true,
             listen: true,
             trace: crate::trace_context::default_propagator(),
+            processor_connections: DEFAULT_PROCESSOR_CONNECTIONS,
         }
     }
 
@@ -159,6 +164,22 @@ impl OutboxBuilder {
         self
     }
 
+    /// How many partitions' processors may use a database connection at the
+    /// same time: to read a batch or acknowledge it in leased mode (the
+    /// handler itself runs outside the limit), for the whole step, handler
+    /// included, in transactional mode (whose handler runs in the
+    /// processor's transaction). Default 16, range 1 to 4,096.
+    ///
+    /// With many partitions under load, processors that wait for their turn
+    /// find more messages when they get it: the same messages move in fewer,
+    /// larger batches (at 1,024 partitions, a tenth of the statements per
+    /// message), and the rest of the pool stays free for the application's
+    /// own transactions. An idle or lightly loaded outbox never waits here.
+    pub fn processor_connections(mut self, connections: usize) -> Self {
+        self.processor_connections = connections;
+        self
+    }
+
     /// Uses `propagator` to carry trace context from enqueue to delivery
     /// (see [`TracePropagator`]). Default: see
     /// [`propagate_trace_context`](Self::propagate_trace_context).
@@ -231,6 +252,11 @@ impl OutboxBuilder {
         if self.max_payload_bytes == 0 || self.max_payload_bytes > 64 * 1024 * 1024 {
             return Err(OutboxError::InvalidConfig(
                 "max_payload_bytes must be between 1 and 64 MiB".into(),
+            ));
+        }
+        if !(1..=4096).contains(&self.processor_connections) {
+            return Err(OutboxError::InvalidConfig(
+                "processor_connections must be between 1 and 4096".into(),
             ));
         }
         if config.owner.is_empty() || config.owner.len() > 128 {
@@ -325,6 +351,7 @@ impl OutboxBuilder {
             ),
             partition_wakers,
             trace: self.trace,
+            processor_permits: tokio::sync::Semaphore::new(self.processor_connections),
         });
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = Vec::new();

@@ -90,7 +90,7 @@ mod wakeup;
 mod worker;
 
 pub use admin::OutboxAdmin;
-pub use builder::OutboxBuilder;
+pub use builder::{DEFAULT_PROCESSOR_CONNECTIONS, OutboxBuilder};
 pub use dead_letter::{
     DeadLetter, DeadLetterList, DeadLetterPage, DeadLetterScope, DeadLetterStatus,
     DeadLetterSummary, DeadLetters, MAX_DEAD_LETTER_BATCH, Requeued,

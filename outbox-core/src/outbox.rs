@@ -52,9 +52,18 @@ pub(crate) struct Shared {
     pub(crate) events: crate::event::EventHub,
     /// Carries trace context from enqueue to the handler's span, if set.
     pub(crate) trace: Option<Arc<dyn crate::trace_context::TracePropagator>>,
+    /// Turns for processors to use a connection (see
+    /// [`OutboxBuilder::processor_connections`](crate::OutboxBuilder::processor_connections)).
+    pub(crate) processor_permits: tokio::sync::Semaphore,
 }
 
 impl Shared {
+    /// Waits for a processor's turn to use a connection. The semaphore is
+    /// never closed, so the permit is only absent if it were.
+    pub(crate) async fn processor_turn(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        self.processor_permits.acquire().await.ok()
+    }
+
     pub(crate) fn db_error(&self, err: sea_orm::DbErr) -> OutboxError {
         crate::db_error(self.dialect.as_ref(), err)
     }

@@ -35,6 +35,7 @@ macro_rules! all_cases {
         $crate::suite!($backend;
             rollback_leaves_no_message,
             order_per_partition_with_four_producers,
+            partitions_taking_turns_for_connections_lose_and_reorder_nothing,
             no_loss_across_ten_thousand_messages,
             transactional_handler_writes_commit_exactly_once,
             leased_redelivers_after_lease_expiry_and_refuses_stale_ack,

@@ -224,6 +224,9 @@ impl PartitionWorker {
         {
             return Ok(Step::Backoff(until - started));
         }
+        // Waiting for the turn is what makes batches grow under load: the
+        // messages sequenced meanwhile come in this read.
+        let turn = shared.processor_turn().await;
         let messages = partition_row::read_batch(
             &shared,
             &shared.db,
@@ -232,6 +235,7 @@ impl PartitionWorker {
             self.queue.batch_limit(),
         )
         .await?;
+        drop(turn);
         if messages.is_empty() {
             return Ok(Step::Idle);
         }
@@ -251,6 +255,7 @@ impl PartitionWorker {
             token: held.token,
             lease: lease_len,
         };
+        let _turn = shared.processor_turn().await;
         let ack_started = Instant::now();
         let accepted = if settlement.dead_letters.is_empty() {
             // The fenced UPDATE is the whole acknowledgement: one statement,

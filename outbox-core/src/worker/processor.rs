@@ -173,6 +173,8 @@ impl PartitionWorker {
         let Some((held, _)) = self.ensure_lease().await? else {
             return Ok(Step::Busy);
         };
+        // The handler runs in this transaction: the turn lasts the whole step.
+        let _turn = shared.processor_turn().await;
         let txn = shared.begin_worker().await?;
         let Some(state) = partition_row::state(&shared, &txn, self.partition_id, true).await?
         else {

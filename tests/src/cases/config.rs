@@ -26,6 +26,18 @@ pub async fn bad_configuration_fails_at_start(db: TestDb) {
     );
     let err = start_err(db.builder().queue(Queue::leased("q", 5000, rec.clone()))).await;
     assert!(matches!(err, OutboxError::InvalidConfig(_)), "{err:?}");
+    for connections in [0, 4097] {
+        let err = start_err(
+            db.builder()
+                .processor_connections(connections)
+                .queue(Queue::leased("q", 1, rec.clone())),
+        )
+        .await;
+        assert!(
+            matches!(err, OutboxError::InvalidConfig(ref m) if m.contains("processor_connections")),
+            "{err:?}"
+        );
+    }
     let err = start_err(db.builder().queue(Queue::leased("", 1, rec.clone()))).await;
     assert!(
         matches!(err, OutboxError::InvalidQueueName { .. }),

@@ -142,3 +142,50 @@ pub async fn late_committed_message_is_not_skipped(db: TestDb) {
     assert_eq!(payloads, vec!["late".to_string(), "early".to_string()]);
     assert_eq!(rec.order_violations(), 0);
 }
+
+/// Many partitions taking turns for two processor connections: partitions
+/// that wait read larger batches later, and nothing is lost, duplicated or
+/// reordered for it.
+pub async fn partitions_taking_turns_for_connections_lose_and_reorder_nothing(db: TestDb) {
+    let rec = Recorder::default();
+    let handle = db
+        .builder()
+        .processor_connections(2)
+        .queue(Queue::leased("q", 64, rec.clone()).batch_size(50))
+        .start()
+        .await
+        .unwrap();
+    let total = 3_000usize;
+    let outbox = handle.outbox().clone();
+    for chunk in 0..30 {
+        let txn = db.db.begin().await.unwrap();
+        let messages = (0..100).map(|i| {
+            let n = chunk * 100 + i;
+            (
+                (n % 64) as u32,
+                Message::new("t", format!("{n}").into_bytes()),
+            )
+        });
+        outbox.enqueue_batch(&txn, "q", messages).await.unwrap();
+        txn.commit().await.unwrap();
+        outbox.notify();
+    }
+    assert!(
+        wait_until(PATIENCE, || rec.distinct() == total).await,
+        "delivered {} of {total}",
+        rec.distinct()
+    );
+    handle.stop().await;
+    assert_eq!(rec.order_violations(), 0);
+    assert_eq!(rec.len(), total, "duplicates without any failure");
+    let mut last: HashMap<u32, i64> = HashMap::new();
+    for r in rec.all() {
+        let n: i64 = r.payload.parse().unwrap();
+        let previous = last.insert(r.partition, n);
+        assert!(
+            previous.is_none_or(|prev| prev < n),
+            "partition {} reordered: {n} after {previous:?}",
+            r.partition
+        );
+    }
+}
