@@ -39,6 +39,10 @@ pub struct OutboxBuilder {
     processor_connections: usize,
 }
 
+/// Messages per partition a sequencer pass can move at least, unless the
+/// sequencer batch is set explicitly.
+const SEQUENCED_PER_PARTITION: u32 = 4;
+
 /// Processors that may use a database connection at once, unless set.
 pub const DEFAULT_PROCESSOR_CONNECTIONS: usize = 16;
 
@@ -95,7 +99,15 @@ impl OutboxBuilder {
         let (p, o) = (&self.profile, &self.overrides);
         WorkerConfig {
             poll_interval: o.poll_interval.unwrap_or(p.poll_interval),
-            sequencer_batch: o.sequencer_batch.unwrap_or(p.sequencer_batch),
+            sequencer_batch: o.sequencer_batch.unwrap_or_else(|| {
+                // A pass costs a row lock and an update per partition it
+                // fills: with many partitions, a profile's batch would fill
+                // each with a message or two. Unless set explicitly, move at
+                // least a few messages per partition per pass.
+                let partitions: u32 = self.queues.iter().map(|q| q.partitions).sum();
+                let floor = Ord::min(partitions.saturating_mul(SEQUENCED_PER_PARTITION), 10_000);
+                Ord::max(p.sequencer_batch, floor)
+            }),
             vacuum_interval: o.vacuum_interval.unwrap_or(p.vacuum_interval),
             vacuum_batch: o.vacuum_batch.unwrap_or(p.vacuum_batch),
             owner: self.owner.clone(),
@@ -129,7 +141,9 @@ impl OutboxBuilder {
     }
 
     /// Incoming messages the sequencer moves per transaction. Default: the
-    /// profile's (1,000 in [`Profile::default`]), range 1 to 10,000.
+    /// profile's (1,000 in [`Profile::default`]), raised to 4 per partition
+    /// of the registered queues (at most 10,000) so that a pass over many
+    /// partitions still moves several messages into each; range 1 to 10,000.
     pub fn sequencer_batch(mut self, batch: u32) -> Self {
         self.overrides.sequencer_batch = Some(batch);
         self
