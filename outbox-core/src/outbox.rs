@@ -181,9 +181,18 @@ impl Outbox {
 
         let mut rows = Vec::new();
         let mut given_ids = HashSet::new();
+        // Every message of one call is enqueued in the same span: its trace
+        // context is read once, not once per message.
+        let trace_headers = shared.trace.as_ref().map(|trace| {
+            let mut headers = std::collections::BTreeMap::new();
+            trace.inject(&mut headers);
+            headers
+        });
         for (key, mut message) in messages {
-            if let Some(trace) = &shared.trace {
-                trace.inject(&mut message.headers);
+            if let Some(trace_headers) = &trace_headers
+                && !message.headers.contains_key(crate::TRACEPARENT_HEADER)
+            {
+                message.headers.extend(trace_headers.clone());
             }
             let partition = key.into().resolve(partitions);
             let partition_id = *runtime

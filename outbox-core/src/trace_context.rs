@@ -23,9 +23,9 @@ pub const TRACESTATE_HEADER: &str = "tracestate";
 /// Moves trace context from the enqueuing span into message headers, and from
 /// delivered messages' headers onto the handler's span.
 pub trait TracePropagator: Send + Sync + 'static {
-    /// Called at enqueue, in the caller's span, for each message: writes the
-    /// current context into `headers`. A header the caller already set must
-    /// be left alone.
+    /// Called once per enqueue call, in the caller's span: writes the current
+    /// context into `headers` (empty). The outbox copies them into each
+    /// message that has no `traceparent` of its own.
     fn inject(&self, headers: &mut BTreeMap<String, String>);
 
     /// Called before a batch reaches its handler, once per message: links
@@ -58,9 +58,6 @@ mod w3c {
 
     impl TracePropagator for W3cTraceContext {
         fn inject(&self, headers: &mut BTreeMap<String, String>) {
-            if headers.contains_key(TRACEPARENT_HEADER) {
-                return;
-            }
             let context = tracing::Span::current().context();
             let span = context.span();
             let span_context = span.span_context();
