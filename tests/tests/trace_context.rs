@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use opentelemetry::trace::{SpanContext, TraceContextExt, TracerProvider as _};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
-use outbox_core::{Batch, BatchResult, LeasedHandler, Message, Queue, TRACEPARENT_HEADER};
+use outbox_core::{Batch, BatchResult, LeasedHandler, Message, Outbox, Queue, TRACEPARENT_HEADER};
 use outbox_tests::{Backend, TestDb, wait_until};
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -73,6 +73,16 @@ fn finished(name: &str) -> Vec<SpanData> {
         .collect()
 }
 
+/// Enqueues `message` in a transaction of its own, in the current span.
+async fn enqueue_one(outbox: &Outbox, message: Message) -> uuid::Uuid {
+    let outbox = outbox.clone();
+    outbox
+        .clone()
+        .transaction(|txn| Box::pin(async move { outbox.enqueue(txn, "q", "k", message).await }))
+        .await
+        .unwrap()
+}
+
 async fn propagates(backend: Backend, name: &str) {
     tracing();
     let Some(db) = TestDb::connect(backend, name).await else {
@@ -94,24 +104,9 @@ async fn propagates(backend: Backend, name: &str) {
         request_context.is_valid(),
         "the OpenTelemetry layer is not installed"
     );
-    let enqueue = {
-        let outbox = outbox.clone();
-        async move {
-            outbox
-                .transaction(|txn| {
-                    let outbox = outbox.clone();
-                    Box::pin(async move {
-                        outbox
-                            .enqueue(txn, "q", "k", Message::new("t", b"x".to_vec()))
-                            .await
-                    })
-                })
-                .await
-                .unwrap()
-        }
-    };
-    let message_id = enqueue.instrument(request.clone()).await;
-    drop(request);
+    let message_id = enqueue_one(&outbox, Message::new("t", b"x".to_vec()))
+        .instrument(request.clone())
+        .await;
     assert!(
         wait_until(Duration::from_secs(20), || handler
             .traceparents
@@ -131,23 +126,18 @@ async fn propagates(backend: Backend, name: &str) {
         .start()
         .await
         .unwrap();
-    let quiet_outbox = quiet.outbox().clone();
-    let enqueue_quiet = async move {
-        quiet_outbox
-            .transaction(|txn| {
-                let outbox = quiet_outbox.clone();
-                Box::pin(async move {
-                    outbox
-                        .enqueue(txn, "q", "k", Message::new("t", b"y".to_vec()))
-                        .await
-                })
-            })
-            .await
-            .unwrap()
-    };
-    enqueue_quiet
+    enqueue_one(quiet.outbox(), Message::new("t", b"y".to_vec()))
         .instrument(tracing::info_span!("test.quiet_request"))
         .await;
+    // A traceparent the caller set is kept, even inside a traced span.
+    let own = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    enqueue_one(
+        &outbox,
+        Message::new("t", b"z".to_vec()).header(TRACEPARENT_HEADER, own),
+    )
+    .instrument(request.clone())
+    .await;
+    drop(request);
     outbox.notify();
     assert!(
         wait_until(Duration::from_secs(20), || handler
@@ -155,7 +145,7 @@ async fn propagates(backend: Backend, name: &str) {
             .lock()
             .unwrap()
             .len()
-            == 2)
+            == 3)
         .await
     );
     quiet.stop().await;
@@ -168,7 +158,11 @@ async fn propagates(backend: Backend, name: &str) {
         request_context.span_id(),
         request_context.trace_flags().to_u8()
     );
-    assert_eq!(seen, vec![Some(expected), None], "message {message_id}");
+    assert_eq!(
+        seen,
+        vec![Some(expected), None, Some(own.to_owned())],
+        "message {message_id}"
+    );
 
     // The handler's span links to the request; the handler's own work is its child.
     let handle_spans: Vec<SpanData> = finished("outbox.handle")
