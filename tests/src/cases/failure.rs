@@ -34,21 +34,16 @@ impl LeasedMessageHandler for Picky {
         if self.reject.contains(&payload) {
             return Outcome::reject("poison");
         }
-        if self
-            .unavailable
-            .get(&payload)
-            .is_some_and(|fails| tries <= *fails)
-        {
+        // Whether this try is one of the first `fails` of the payload.
+        let failing =
+            |fails: &HashMap<String, u32>| fails.get(&payload).is_some_and(|n| tries <= *n);
+        if failing(&self.unavailable) {
             return Outcome::Unavailable {
                 reason: format!("broker down, try {tries}"),
                 after: Some(Duration::from_millis(10)),
             };
         }
-        if self
-            .retry
-            .get(&payload)
-            .is_some_and(|fails| tries <= *fails)
-        {
+        if failing(&self.retry) {
             return Outcome::Retry {
                 reason: format!("try {tries}"),
                 after: Some(Duration::from_millis(10)),
