@@ -77,10 +77,12 @@ impl Shared {
             .map_err(|e| self.db_error(e))
     }
 
-    /// Begins a bookkeeping transaction (sequencing, leases, leased
-    /// acknowledgements), whose loss in a crash only means work is done
-    /// again: where the dialect allows, it commits without waiting for its
-    /// log flush. Any later durable commit flushes it anyway.
+    /// Begins a bookkeeping transaction (sequencing only), whose loss in a
+    /// crash only means work is done again: where the dialect allows, it
+    /// commits without waiting for its log flush. Any later durable commit
+    /// flushes it anyway, and every acknowledgement of a message it
+    /// sequenced is such a commit. Lease takes and acknowledgements are
+    /// durable: fencing rests on them.
     pub(crate) async fn begin_bookkeeping(&self) -> Result<DatabaseTransaction, OutboxError> {
         let txn = self.begin_worker().await?;
         if let Some(statement) = self.dialect.relaxed_commit() {

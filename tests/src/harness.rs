@@ -33,9 +33,16 @@ pub struct TestDb {
     sqlite_path: Option<std::path::PathBuf>,
 }
 
-fn required() -> bool {
+pub(crate) fn required() -> bool {
     std::env::var("OUTBOX_REQUIRE_ALL_BACKENDS")
         .is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))
+}
+
+/// Writes one line to the process's stderr directly: the test harness
+/// captures `eprintln!` of passing tests, and a skip must be seen.
+pub(crate) fn loud(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
 impl TestDb {
@@ -73,7 +80,7 @@ impl TestDb {
                 let line =
                     format!("!!! SKIPPING {case} on {backend:?}: cannot connect to {url}: {err}");
                 assert!(!required(), "{line} (OUTBOX_REQUIRE_ALL_BACKENDS=1)");
-                eprintln!("{line}");
+                loud(&line);
                 return None;
             }
         };

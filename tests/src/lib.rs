@@ -5,6 +5,7 @@
 
 pub mod cases;
 mod harness;
+pub mod private_postgres;
 mod recorder;
 
 pub use harness::{Backend, TestDb};

@@ -70,7 +70,10 @@ async fn take(
                 .or(Expr::col("lease_owner").eq(owner)),
         )
         .to_owned();
-    let txn = shared.begin_bookkeeping().await?;
+    // Durable, unlike sequencing: a take lost in a database crash would let
+    // the next taker get the same fencing token while this holder still
+    // acts on it, and then both acknowledgements pass the fence.
+    let txn = shared.begin_worker().await?;
     let taken = txn
         .execute(&update)
         .await
@@ -253,6 +256,7 @@ impl PartitionWorker {
         let settlement = settle(&batch, state.processed_seq, result, &self.queue.retry);
         let fence = Fence {
             token: held.token,
+            processed_seq: held.processed_seq,
             lease: lease_len,
         };
         let _turn = shared.processor_turn().await;
@@ -270,7 +274,8 @@ impl PartitionWorker {
             )
             .await?
         } else {
-            let txn = shared.begin_bookkeeping().await?;
+            // Durable: the dead letters are the only record of their messages.
+            let txn = shared.begin_worker().await?;
             let accepted = partition_row::persist(
                 &shared,
                 &txn,

@@ -145,10 +145,14 @@ fn parse_delivery(row: &QueryResult) -> Result<Delivery, sea_orm::DbErr> {
     })
 }
 
-/// Where a settlement is written: the partition row, guarded in leased mode
-/// by the fencing token, which also extends the lease.
+/// Where a settlement is written: the partition row, guarded by the fencing
+/// token (which the write also extends) and by the cursor the batch was read
+/// after. A holder whose picture of the row is stale (its lease was taken
+/// over, or a write it remembers was lost) is refused and reads the row
+/// again, so the cursor only ever moves forward from what was read.
 pub(crate) struct Fence {
     pub(crate) token: i64,
+    pub(crate) processed_seq: i64,
     pub(crate) lease: Duration,
 }
 
@@ -191,7 +195,8 @@ pub(crate) async fn persist<C: ConnectionTrait>(
         let lease_ms = i64::try_from(fence.lease.as_millis()).unwrap_or(i64::MAX / 2);
         update
             .value("lease_until", now.clone().add(lease_ms))
-            .and_where(Expr::col("lease_token").eq(fence.token));
+            .and_where(Expr::col("lease_token").eq(fence.token))
+            .and_where(Expr::col("processed_seq").eq(fence.processed_seq));
     }
     let result = conn
         .execute(&update)

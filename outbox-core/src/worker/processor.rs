@@ -232,6 +232,7 @@ impl PartitionWorker {
         }
         let fence = Fence {
             token: held.token,
+            processed_seq: state.processed_seq,
             lease: self.queue.lease,
         };
         let ack_started = tokio::time::Instant::now();
