@@ -35,6 +35,7 @@ macro_rules! all_cases {
     ($backend:expr) => {
         $crate::suite!($backend;
             rollback_leaves_no_message,
+            model_random_operations_match_the_model,
             order_per_partition_with_four_producers,
             partitions_taking_turns_for_connections_lose_and_reorder_nothing,
             no_loss_across_ten_thousand_messages,

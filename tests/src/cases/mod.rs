@@ -7,6 +7,7 @@ mod event;
 mod failure;
 mod fault;
 mod leased;
+mod model;
 mod ordering;
 mod ownership;
 mod process;
@@ -36,6 +37,7 @@ pub use leased::{
     leased_redelivers_after_lease_expiry_and_refuses_stale_ack,
     leased_worker_that_lost_its_lease_cannot_acknowledge, two_leased_instances_lose_nothing,
 };
+pub use model::model_random_operations_match_the_model;
 pub use ordering::{
     late_committed_message_is_not_skipped, no_loss_across_ten_thousand_messages,
     order_per_partition_with_four_producers,
