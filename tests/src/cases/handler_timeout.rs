@@ -131,6 +131,10 @@ pub async fn transactional_handler_timeout_bounds_lock_waits_and_stop(db: TestDb
             // The timed-out attempt was recorded (its transaction ended).
             let stats = first.outbox().admin().stats().await.unwrap();
             let partition = stats.queue("q").unwrap().partition(0).unwrap().clone();
+            eprintln!(
+                "recorded while the test held its lock: attempts {}, last error {:?}",
+                partition.attempts, partition.last_error
+            );
             let timed_out = |e: &str| {
                 let e = e.to_lowercase();
                 e.contains("timed out") || e.contains("timeout") || e.contains("max_statement_time")
