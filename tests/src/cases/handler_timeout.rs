@@ -161,6 +161,33 @@ pub async fn transactional_handler_timeout_bounds_lock_waits_and_stop(db: TestDb
                 "m1 was not delivered after the lock was released"
             );
             stop_in_time(&second, "idle").await;
+            // No pooled connection keeps the handler's timeouts (MySQL's are
+            // session settings, restored after each handler).
+            let changed = match db.backend {
+                Backend::Postgres => {
+                    "SELECT COUNT(*) AS n FROM pg_settings \
+                     WHERE name IN ('statement_timeout', 'lock_timeout') AND setting <> reset_val"
+                }
+                Backend::MySql => {
+                    "SELECT CAST(@@SESSION.innodb_lock_wait_timeout <> \
+                     @@GLOBAL.innodb_lock_wait_timeout AS SIGNED) AS n"
+                }
+                Backend::Sqlite => unreachable!("this arm is PostgreSQL and MySQL"),
+            };
+            let queries: Vec<_> = (0..8)
+                .map(|_| {
+                    let db = db.clone();
+                    tokio::spawn(async move { db.scalar(changed).await })
+                })
+                .collect();
+            let mut connections = Vec::new();
+            for query in queries {
+                connections.push(query.await.unwrap());
+            }
+            assert!(
+                connections.iter().all(|n| *n == 0),
+                "a pooled connection kept the handler's timeouts: {connections:?}"
+            );
         }
         Backend::Sqlite => {
             let first = start(&db, &handler).await;
