@@ -412,6 +412,7 @@ impl OutboxBuilder {
                         shutdown: shutdown.clone(),
                         config: config.clone(),
                         lease: None,
+                        narrowing: Default::default(),
                     };
                     tasks.push(tokio::spawn(worker.run()));
                 }

@@ -1,6 +1,7 @@
 //! The seam between the backend-independent core and one database backend.
 
 use std::fmt::Debug;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use sea_orm::sea_query::{ColumnType, Expr, LockType};
@@ -26,6 +27,17 @@ pub enum ColumnKind {
     Bytes,
     /// A 16-byte message id.
     MessageId,
+}
+
+/// Statements that bound a transactional handler's own statements on the
+/// server, built by [`Dialect::handler_timeout_statements`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimeoutStatements {
+    /// Run in the worker transaction right before the handler.
+    pub set: String,
+    /// Run in the same transaction right after the handler (also after a
+    /// failed one), restoring what `set` changed.
+    pub reset: String,
 }
 
 /// What one backend does differently, and nothing else.
@@ -76,6 +88,18 @@ pub trait Dialect: Send + Sync + Debug + 'static {
     /// redoing work, never losing a message; `None` where the backend has no
     /// per-transaction setting.
     fn relaxed_commit(&self) -> Option<&'static str>;
+
+    /// Statements that make the server cut off any statement of a
+    /// transactional handler that runs, or waits for a lock, longer than
+    /// `timeout` (PostgreSQL: `SET LOCAL statement_timeout` and
+    /// `lock_timeout`; MySQL/MariaDB: the session's `innodb_lock_wait_timeout`
+    /// and MariaDB's `max_statement_time`, saved and restored since the
+    /// connection is pooled). Without them a statement still waiting when
+    /// the handler times out would hold the connection, the transaction and
+    /// its locks until it ends on its own. `None` where a handler's
+    /// statements cannot wait on another transaction (SQLite: the worker
+    /// transaction already holds the single write lock).
+    fn handler_timeout_statements(&self, timeout: Duration) -> Option<TimeoutStatements>;
 
     /// Statements run once when the outbox starts (SQLite: WAL journal).
     fn startup_statements(&self) -> &'static [&'static str];

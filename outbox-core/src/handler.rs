@@ -83,6 +83,18 @@ pub enum BatchResult {
     /// One outcome for the whole batch. In transactional mode a `Retry`,
     /// `Unavailable` or `Reject` rolls back everything the handler wrote for
     /// the batch.
+    ///
+    /// A `Retry` or `Reject` of a batch of several messages does not say
+    /// which of them failed, so none is charged for it: the batch runs again
+    /// at once in halves, then quarters, down to one message, and only a
+    /// message that fails on its own uses up attempts of the retry policy or
+    /// is dead-lettered, with its own reason. Its neighbours go through
+    /// (handled again at most once per halving; in transactional mode their
+    /// writes commit once). A handler that panics or
+    /// exceeds its timeout counts as a batch-level `Retry`. `Unavailable` is
+    /// nobody's fault: the batch waits, nothing is split or charged. A
+    /// handler that knows which message failed says so with
+    /// [`BatchResult::PerMessage`], which settles at once.
     All(Outcome),
     /// One outcome per message, in order. Messages up to the first `Retry` (or
     /// `Unavailable`) are settled (acknowledged or dead-lettered); the `Retry` one becomes the head
@@ -90,6 +102,10 @@ pub enum BatchResult {
     /// vector, are delivered again later. In transactional mode the handler's
     /// writes are kept: a handler must not write for a message it retries
     /// (the per-message adapter [`EachMessage`] uses a savepoint per message).
+    /// When the transaction cannot keep the writes (on PostgreSQL a failed
+    /// statement aborts it), the messages before the first failure run again
+    /// on their own and the failure is recorded with its own reason. An
+    /// empty vector counts as a batch-level `Retry`.
     PerMessage(Vec<Outcome>),
 }
 
@@ -99,12 +115,19 @@ impl BatchResult {
         Self::All(Outcome::Success)
     }
 
-    /// Try the whole batch again after the policy's backoff.
+    /// The batch failed: a batch of one message is tried again after the
+    /// policy's backoff (and dead-lettered when its attempts run out); a
+    /// larger batch runs again at once in smaller pieces to find the message
+    /// that failed (see [`BatchResult::All`]).
     pub fn retry(reason: impl Into<String>) -> Self {
         Self::All(Outcome::retry(reason))
     }
 
-    /// Dead-letter every message of the batch.
+    /// The batch cannot be handled: a batch of one message is dead-lettered
+    /// with `reason`; a larger batch runs again at once in smaller pieces,
+    /// so that only the message that causes the rejection is dead-lettered
+    /// (see [`BatchResult::All`]). To dead-letter several messages at once,
+    /// reject each in [`BatchResult::PerMessage`].
     pub fn reject(reason: impl Into<String>) -> Self {
         Self::All(Outcome::reject(reason))
     }

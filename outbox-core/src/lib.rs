@@ -95,7 +95,7 @@ pub use dead_letter::{
     DeadLetter, DeadLetterList, DeadLetterPage, DeadLetterScope, DeadLetterStatus,
     DeadLetterSummary, DeadLetters, MAX_DEAD_LETTER_BATCH, Requeued,
 };
-pub use dialect::{ColumnKind, Dialect};
+pub use dialect::{ColumnKind, Dialect, TimeoutStatements};
 pub use error::{DbErrorKind, OutboxError};
 pub use event::{Event, EventFilter, EventKind, EventStream};
 pub use handle::OutboxHandle;

@@ -116,7 +116,10 @@ impl Queue {
 
     /// How long one handler call may run before it is cancelled and counted
     /// as a retry. Default 30 s; at least 1 ms, and the lease must cover it
-    /// plus the headroom.
+    /// plus the headroom. In transactional mode each statement the handler
+    /// runs is bounded by it on the server too (PostgreSQL, MySQL/MariaDB),
+    /// so a handler waiting on a row lock ends and its transaction rolls
+    /// back rather than holding the partition.
     pub fn handler_timeout(mut self, timeout: Duration) -> Self {
         self.handler_timeout = timeout;
         self

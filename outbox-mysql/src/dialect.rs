@@ -1,7 +1,9 @@
 //! The MySQL and MariaDB dialect.
 
+use std::time::Duration;
+
 use outbox_core::sea_orm;
-use outbox_core::{ColumnKind, DbErrorKind, Dialect, WakeupListener};
+use outbox_core::{ColumnKind, DbErrorKind, Dialect, TimeoutStatements, WakeupListener};
 use sea_orm::sea_query::{ColumnType, Expr, LockType, StringLen};
 use sea_orm::{DatabaseConnection, DbBackend, DbErr, IsolationLevel, TransactionOptions};
 
@@ -59,6 +61,28 @@ impl Dialect for MySqlDialect {
 
     fn relaxed_commit(&self) -> Option<&'static str> {
         None
+    }
+
+    fn handler_timeout_statements(&self, timeout: Duration) -> Option<TimeoutStatements> {
+        // Session settings on a pooled connection: save them in user
+        // variables and restore them after the handler. Lock waits are
+        // bounded in whole seconds (at least 1); MariaDB also bounds a
+        // statement's whole run (`max_statement_time`, in a comment only
+        // MariaDB 10.1+ executes; MySQL has no such setting for writes).
+        let lock_wait = timeout.as_secs() + u64::from(timeout.subsec_nanos() > 0);
+        let lock_wait = lock_wait.max(1);
+        let statement = timeout.as_secs_f64().max(0.001);
+        Some(TimeoutStatements {
+            set: format!(
+                "SET @outbox_lock_wait = @@SESSION.innodb_lock_wait_timeout, \
+                 SESSION innodb_lock_wait_timeout = {lock_wait} \
+                 /*M!100100 , @outbox_statement_time = @@SESSION.max_statement_time, \
+                 SESSION max_statement_time = {statement:.3} */"
+            ),
+            reset: "SET SESSION innodb_lock_wait_timeout = @outbox_lock_wait \
+                    /*M!100100 , SESSION max_statement_time = @outbox_statement_time */"
+                .to_owned(),
+        })
     }
 
     fn startup_statements(&self) -> &'static [&'static str] {

@@ -7,6 +7,7 @@
 //! | isolation | READ COMMITTED for worker transactions (no gap locks), whatever the server default |
 //! | partition lock | `FOR UPDATE SKIP LOCKED` on the partition row only; message rows are never skip-locked |
 //! | wakeups | in-process after commit, plus polling |
+//! | handler timeout | on the server too: the session's `innodb_lock_wait_timeout` (whole seconds) and MariaDB's `max_statement_time` around a transactional handler, restored after it (MySQL bounds lock waits only) |
 //! | minimum version | MySQL 8.0.1, MariaDB 10.6 |
 //! | known limits | indexes are declared inside `CREATE TABLE` (MySQL has no `CREATE INDEX IF NOT EXISTS`) |
 //!

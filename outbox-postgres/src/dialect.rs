@@ -1,7 +1,9 @@
 //! The PostgreSQL dialect.
 
+use std::time::Duration;
+
 use outbox_core::sea_orm;
-use outbox_core::{ColumnKind, DbErrorKind, Dialect, WakeupListener};
+use outbox_core::{ColumnKind, DbErrorKind, Dialect, TimeoutStatements, WakeupListener};
 use sea_orm::sea_query::{ColumnType, Expr, LockType, StringLen};
 use sea_orm::{DatabaseConnection, DbBackend, DbErr, TransactionOptions};
 
@@ -56,6 +58,21 @@ impl Dialect for PostgresDialect {
 
     fn relaxed_commit(&self) -> Option<&'static str> {
         Some("SET LOCAL synchronous_commit = off")
+    }
+
+    fn handler_timeout_statements(&self, timeout: Duration) -> Option<TimeoutStatements> {
+        // Whole milliseconds, rounded up: 0 would mean no limit.
+        let ms = timeout
+            .as_micros()
+            .div_ceil(1000)
+            .clamp(1, i32::MAX as u128);
+        Some(TimeoutStatements {
+            set: format!("SET LOCAL statement_timeout = {ms}; SET LOCAL lock_timeout = {ms}"),
+            // Back to the session's values for the outbox's own statements;
+            // the transaction's end drops the setting anyway.
+            reset: "SET LOCAL statement_timeout TO DEFAULT; SET LOCAL lock_timeout TO DEFAULT"
+                .to_owned(),
+        })
     }
 
     fn startup_statements(&self) -> &'static [&'static str] {

@@ -7,6 +7,7 @@
 //! | isolation | READ COMMITTED (the server default) |
 //! | partition lock | `FOR NO KEY UPDATE SKIP LOCKED` (does not block inserts' `KEY SHARE` locks) |
 //! | wakeups | in-process after commit; across processes LISTEN/NOTIFY (a trigger on the outgoing table), plus polling |
+//! | handler timeout | on the server too: `SET LOCAL statement_timeout` and `lock_timeout` in the transaction of a transactional handler |
 //! | minimum version | PostgreSQL 12 |
 //! | known limits | none beyond the server's |
 //!

@@ -1,7 +1,9 @@
 //! The SQLite dialect.
 
+use std::time::Duration;
+
 use outbox_core::sea_orm;
-use outbox_core::{ColumnKind, DbErrorKind, Dialect, WakeupListener};
+use outbox_core::{ColumnKind, DbErrorKind, Dialect, TimeoutStatements, WakeupListener};
 use sea_orm::sea_query::{ColumnType, Expr, LockType, StringLen};
 use sea_orm::{DatabaseConnection, DbBackend, DbErr, SqliteTransactionMode, TransactionOptions};
 
@@ -57,6 +59,14 @@ impl Dialect for SqliteDialect {
     }
 
     fn relaxed_commit(&self) -> Option<&'static str> {
+        None
+    }
+
+    fn handler_timeout_statements(&self, _timeout: Duration) -> Option<TimeoutStatements> {
+        // The worker transaction begins IMMEDIATE: it holds the single write
+        // lock before the handler runs, so the handler's statements never
+        // wait for another transaction (the wait is at BEGIN, bounded by
+        // the connection's busy timeout).
         None
     }
 

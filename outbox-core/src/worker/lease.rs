@@ -235,7 +235,8 @@ impl PartitionWorker {
             &shared.db,
             self.partition_id,
             held.processed_seq,
-            self.queue.batch_limit(),
+            self.narrowing
+                .limit(held.processed_seq, self.queue.batch_limit()),
         )
         .await?;
         drop(turn);
@@ -252,8 +253,15 @@ impl PartitionWorker {
         };
         let batch = self.batch(&state, messages);
 
-        let result = self.run_under_lease(handler, &batch, held).await?;
+        let Some(result) = self.run_under_lease(handler, &batch, held).await? else {
+            // The lease was lost or about to expire: not the batch's fault,
+            // nothing is charged; it runs again under a new lease.
+            return Ok(Step::Busy);
+        };
         let settlement = settle(&batch, state.processed_seq, result, &self.queue.retry);
+        if settlement.split.is_some() {
+            return Ok(self.narrow(&batch, &settlement));
+        }
         let fence = Fence {
             token: held.token,
             processed_seq: held.processed_seq,
@@ -313,14 +321,14 @@ impl PartitionWorker {
     }
 
     /// Runs the handler while renewing the lease every third of its length;
-    /// cancels the handler (a retry) before the lease could expire unrenewed,
-    /// or as soon as a renewal finds the lease lost.
+    /// cancels the handler before the lease could expire unrenewed, or as
+    /// soon as a renewal finds the lease lost, and then returns `None`.
     async fn run_under_lease(
         &mut self,
         handler: &dyn LeasedHandler,
         batch: &crate::Batch,
         mut held: HeldLease,
-    ) -> Result<BatchResult, OutboxError> {
+    ) -> Result<Option<BatchResult>, OutboxError> {
         let shared = self.shared.clone();
         let lease_len = self.queue.lease;
         let headroom = self.queue.lease_headroom;
@@ -338,7 +346,7 @@ impl PartitionWorker {
             tokio::select! {
                 result = &mut handler => {
                     self.set_lease(Some(held));
-                    return Ok(result);
+                    return Ok(Some(result));
                 }
                 () = tokio::time::sleep_until(renew_at) => {
                     let renew_started = Instant::now();
@@ -346,7 +354,8 @@ impl PartitionWorker {
                         Ok(true) => held.expires = renew_started + lease_len,
                         Ok(false) => {
                             self.set_lease(None);
-                            return Ok(BatchResult::retry("lease lost while the handler ran"));
+                            tracing::warn!(queue = %self.queue.name, partition = self.partition, "outbox lease was lost while the handler ran; the batch will be delivered again");
+                            return Ok(None);
                         }
                         Err(err) => tracing::warn!(error = %err, "outbox could not renew a lease; will try again"),
                     }
@@ -354,7 +363,8 @@ impl PartitionWorker {
                 }
                 () = tokio::time::sleep_until(cancel_at) => {
                     self.set_lease(None);
-                    return Ok(BatchResult::retry("handler cancelled: the lease was about to expire"));
+                    tracing::warn!(queue = %self.queue.name, partition = self.partition, "outbox cancelled a handler: its lease could not be renewed and was about to expire");
+                    return Ok(None);
                 }
             }
         }

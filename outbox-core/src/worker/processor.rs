@@ -4,19 +4,19 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sea_orm::TransactionTrait;
+use sea_orm::{ConnectionTrait, TransactionTrait};
 use tokio::sync::Notify;
 use tracing::Instrument;
 
 use crate::error::OutboxError;
-use crate::handler::{BatchResult, TransactionalHandler};
+use crate::handler::TransactionalHandler;
 use crate::message::Batch;
 use crate::outbox::Shared;
 use crate::queue::{Mode, Queue};
 use crate::worker::guard::guarded;
 use crate::worker::lease::HeldLease;
 use crate::worker::partition_row::{self, Fence, PartitionState};
-use crate::worker::settlement::{Settlement, settle};
+use crate::worker::settlement::{Narrowing, Settlement, settle, settle_lost_writes};
 use crate::worker::{Shutdown, WorkerConfig, error_backoff};
 
 /// What one step of a processor did.
@@ -42,6 +42,8 @@ pub(crate) struct PartitionWorker {
     pub(crate) shutdown: Shutdown,
     pub(crate) config: WorkerConfig,
     pub(crate) lease: Option<HeldLease>,
+    /// Smaller batches while a failed batch is re-run in pieces.
+    pub(crate) narrowing: Narrowing,
 }
 
 impl PartitionWorker {
@@ -191,7 +193,8 @@ impl PartitionWorker {
                 &txn,
                 self.partition_id,
                 state.processed_seq,
-                self.queue.batch_limit(),
+                self.narrowing
+                    .limit(state.processed_seq, self.queue.batch_limit()),
             )
             .await?
         } else {
@@ -203,6 +206,18 @@ impl PartitionWorker {
         }
         let batch = self.batch(&state, messages);
 
+        // The handler's statements get the handler timeout on the server too:
+        // one still waiting (on a row lock, say) when the timeout fires would
+        // otherwise keep the connection, and this transaction with its
+        // locks, until it ends on its own.
+        let limits = shared
+            .dialect
+            .handler_timeout_statements(self.queue.handler_timeout);
+        if let Some(limits) = &limits {
+            txn.execute_unprepared(&limits.set)
+                .await
+                .map_err(|e| shared.db_error(e))?;
+        }
         let savepoint = txn.begin().await.map_err(|e| shared.db_error(e))?;
         let result = guarded(
             handler
@@ -211,24 +226,45 @@ impl PartitionWorker {
             self.queue.handler_timeout,
         )
         .await;
-        let settlement = settle(&batch, state.processed_seq, result, &self.queue.retry);
+        let settlement = settle(
+            &batch,
+            state.processed_seq,
+            result.clone(),
+            &self.queue.retry,
+        );
         let released = if settlement.rollback_writes {
             savepoint.rollback().await
         } else {
             savepoint.commit().await
+        };
+        // Always restore the connection's settings, even after a failed
+        // release: MySQL's are the session's and the connection goes back
+        // to the pool.
+        let restored = match &limits {
+            Some(limits) => txn.execute_unprepared(&limits.reset).await.map(|_| ()),
+            None => Ok(()),
         };
         if let Err(err) = released {
             // The handler left the transaction unusable (on PostgreSQL a failed
             // statement aborts it): roll everything back and record the
             // attempt in a fresh transaction so the partition does not stall.
             let _ = txn.rollback().await;
-            return self
-                .record_failure(
-                    &batch,
-                    &state,
-                    format!("the handler left the transaction failed: {err}"),
-                )
-                .await;
+            let settlement = settle_lost_writes(
+                &batch,
+                state.processed_seq,
+                result,
+                &err.to_string(),
+                &self.queue.retry,
+            );
+            return self.record_failure(&batch, &state, settlement).await;
+        }
+        if let Err(err) = restored {
+            let _ = txn.rollback().await;
+            return Err(shared.db_error(err));
+        }
+        if settlement.split.is_some() {
+            txn.rollback().await.map_err(|e| shared.db_error(e))?;
+            return Ok(self.narrow(&batch, &settlement));
         }
         let fence = Fence {
             token: held.token,
@@ -263,19 +299,18 @@ impl PartitionWorker {
         Ok(step_after(&settlement, state.processed_seq))
     }
 
+    /// Records `settlement` of a batch whose transaction failed, in a
+    /// fresh transaction.
     async fn record_failure(
         &mut self,
         batch: &Batch,
         state: &PartitionState,
-        reason: String,
+        settlement: Settlement,
     ) -> Result<Step, OutboxError> {
+        if settlement.split.is_some() {
+            return Ok(self.narrow(batch, &settlement));
+        }
         let shared = self.shared.clone();
-        let settlement = settle(
-            batch,
-            state.processed_seq,
-            BatchResult::retry(reason),
-            &self.queue.retry,
-        );
         let txn = shared.begin_worker().await?;
         match partition_row::state(&shared, &txn, self.partition_id, true).await? {
             Some(now) if now.processed_seq == state.processed_seq => {
@@ -289,6 +324,21 @@ impl PartitionWorker {
                 Ok(Step::Busy)
             }
         }
+    }
+
+    /// A batch failed without naming the message that caused it: nothing
+    /// was written; its first messages run again on their own, at once.
+    pub(crate) fn narrow(&mut self, batch: &Batch, settlement: &Settlement) -> Step {
+        self.narrowing.settled(batch, settlement);
+        tracing::debug!(
+            queue = %self.queue.name,
+            partition = self.partition,
+            seq = batch.messages.first().map_or(0, |m| m.seq),
+            count = batch.messages.len(),
+            next = settlement.split,
+            "outbox batch failed as a whole; running it again in smaller pieces to find the message that failed"
+        );
+        Step::Progressed
     }
 }
 

@@ -1,11 +1,13 @@
 //! The suite's cases: each a plain `async fn` taking a [`TestDb`](crate::TestDb).
 
+mod batch_failure;
 mod config;
 mod dead_letter;
 mod enqueue;
 mod event;
 mod failure;
 mod fault;
+mod handler_timeout;
 mod leased;
 mod model;
 mod ordering;
@@ -17,6 +19,13 @@ mod transactional;
 mod vacuum;
 mod wakeup;
 
+pub use batch_failure::{
+    batch_reject_dead_letters_only_the_failing_message,
+    batch_retry_charges_only_the_failing_message,
+    failed_statement_error_is_recorded_not_the_aborted_transaction,
+    panicking_message_in_a_batch_is_the_only_one_charged,
+    timeout_retry_charges_only_the_hanging_message,
+};
 pub use config::{bad_configuration_fails_at_start, migrations_are_rerunnable_and_concurrent};
 pub use dead_letter::{
     concurrent_replays_claim_disjoint_letters, dead_letters_are_listed_counted_and_shown_by_scope,
@@ -33,6 +42,7 @@ pub use fault::{
     fault_long_transaction_held_open_during_load, fault_poison_message_under_load,
     fault_sqlite_concurrent_writers, fault_worker_killed_repeatedly_under_load,
 };
+pub use handler_timeout::transactional_handler_timeout_bounds_lock_waits_and_stop;
 pub use leased::{
     leased_redelivers_after_lease_expiry_and_refuses_stale_ack,
     leased_worker_that_lost_its_lease_cannot_acknowledge, two_leased_instances_lose_nothing,
