@@ -338,22 +338,7 @@ async fn run(db: &TestDb, seed: u64, transactional: bool) {
             script.fates.lock().unwrap().insert(n, Fate::draw(&mut rng));
             rows.push((partition, n));
         }
-        let txn = db.db.begin().await.unwrap();
-        let ids = handle
-            .outbox()
-            .enqueue_batch(
-                &txn,
-                &queue,
-                rows.iter().map(|(p, n)| {
-                    (
-                        PartitionKey::from(*p),
-                        Message::new("model", n.to_string().into_bytes()),
-                    )
-                }),
-            )
-            .await
-            .unwrap();
-        txn.commit().await.unwrap();
+        let ids = enqueue(db, handle.outbox(), &queue, &rows, &context).await;
         handle.outbox().notify();
         for ((p, n), id) in rows.into_iter().zip(ids) {
             enqueued.insert(n, (p, id));
@@ -467,6 +452,48 @@ async fn run(db: &TestDb, seed: u64, transactional: bool) {
         dead.len(),
         deliveries.len()
     );
+}
+
+/// Enqueues `rows` (partition, message number) in one transaction. On
+/// SQLite a transactional handler holds the single writer, and on a loaded
+/// machine the producer can wait past the busy timeout: it tries again, as
+/// an application would after "database is locked" (nothing was written).
+async fn enqueue(
+    db: &TestDb,
+    outbox: &outbox_core::Outbox,
+    queue: &str,
+    rows: &[(u32, u64)],
+    context: &str,
+) -> Vec<uuid::Uuid> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let attempt = async {
+            let txn = db.db.begin().await.map_err(|e| e.to_string())?;
+            let ids = outbox
+                .enqueue_batch(
+                    &txn,
+                    queue,
+                    rows.iter().map(|(p, n)| {
+                        (
+                            PartitionKey::from(*p),
+                            Message::new("model", n.to_string().into_bytes()),
+                        )
+                    }),
+                )
+                .await
+                .map_err(|e| format!("{e:?}"))?;
+            txn.commit().await.map_err(|e| e.to_string())?;
+            Ok::<_, String>(ids)
+        };
+        match attempt.await {
+            Ok(ids) => return ids,
+            Err(err) if tries < 10 && err.contains("database is locked") => {
+                eprintln!("{context}: enqueue found SQLite busy, trying again: {err}");
+            }
+            Err(err) => panic!("{context}: enqueue failed: {err}"),
+        }
+    }
 }
 
 /// The dead letters of `queue`, by message id.
