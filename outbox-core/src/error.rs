@@ -134,6 +134,16 @@ pub enum OutboxError {
         /// The message id.
         message_id: uuid::Uuid,
     },
+    /// Requeue found the dead letter's message id used by another message
+    /// whose rows are still kept (delivered, not yet vacuumed); a second
+    /// message with the id would share, and lose, its body row.
+    #[error(
+        "message id {message_id} is used by another message that was delivered and not yet vacuumed: requeue its dead letter after the next vacuum pass, or leave the letter out of the scope"
+    )]
+    MessageIdInUse {
+        /// The message id.
+        message_id: uuid::Uuid,
+    },
     /// The database reported an error.
     #[error("database error ({kind:?})")]
     Database {
@@ -171,8 +181,8 @@ pub enum OutboxError {
         /// The dead letter's partition number.
         partition: u32,
     },
-    /// Requeue found the dead letter's message id still waiting in its
-    /// queue; a second copy would share its body row.
+    /// Requeue found the dead letter's message id still waiting for
+    /// delivery (in any queue); a second copy would share its body row.
     #[error(
         "message {message_id} is still queued for delivery: requeue its dead letter after that copy is delivered, or leave the letter out of the scope"
     )]

@@ -65,6 +65,8 @@ macro_rules! all_cases {
             requeued_letter_is_delivered_after_the_partitions_messages,
             requeue_refuses_missing_partitions_and_queued_duplicates,
             concurrent_requeues_move_each_letter_once,
+            requeue_after_message_id_reuse_delivers_both_and_stalls_nothing,
+            requeue_refuses_an_id_waiting_in_another_partition,
             stats_report_backlog_cursor_retry_and_dead_letters,
             fault_worker_killed_repeatedly_under_load,
             fault_connections_terminated_mid_load,

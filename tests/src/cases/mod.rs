@@ -7,6 +7,7 @@ mod event;
 mod failure;
 mod fault;
 mod leased;
+mod message_id_reuse;
 mod ordering;
 mod ownership;
 mod process;
@@ -35,6 +36,10 @@ pub use fault::{
 pub use leased::{
     leased_redelivers_after_lease_expiry_and_refuses_stale_ack,
     leased_worker_that_lost_its_lease_cannot_acknowledge, two_leased_instances_lose_nothing,
+};
+pub use message_id_reuse::{
+    requeue_after_message_id_reuse_delivers_both_and_stalls_nothing,
+    requeue_refuses_an_id_waiting_in_another_partition,
 };
 pub use ordering::{
     late_committed_message_is_not_skipped, no_loss_across_ten_thousand_messages,
