@@ -53,6 +53,24 @@ pub enum OutboxError {
         /// The queue's partition count.
         partitions: u32,
     },
+    /// An acknowledgement (through the `testing` feature's
+    /// `Outbox::acknowledge`) of a sequence number that is not after the
+    /// partition's cursor or beyond the highest one sequenced.
+    #[error(
+        "cannot acknowledge seq {seq} of queue {queue:?} partition {partition}: acknowledge a seq after the cursor ({processed_seq}) and at most the highest sequenced one ({highest_seq})"
+    )]
+    AcknowledgeOutOfRange {
+        /// The queue.
+        queue: String,
+        /// The partition number.
+        partition: u32,
+        /// The sequence number given.
+        seq: i64,
+        /// The partition's cursor: the last processed sequence number.
+        processed_seq: i64,
+        /// The highest sequence number given out in the partition so far.
+        highest_seq: i64,
+    },
     /// A message payload over the configured limit.
     #[error(
         "payload of {size} bytes exceeds the limit of {limit} bytes; raise it with OutboxBuilder::max_payload_bytes or send a smaller payload"

@@ -116,6 +116,7 @@ pub use table::DEFAULT_TABLE_PREFIX;
 pub use trace_context::W3cTraceContext;
 pub use trace_context::{TRACEPARENT_HEADER, TRACESTATE_HEADER, TracePropagator};
 pub use wakeup::{WakeupListener, channel as wakeup_channel};
+#[cfg(feature = "testing")]
 pub use worker::lease::Lease;
 
 pub use sea_orm;

@@ -6,6 +6,7 @@ mod enqueue;
 mod event;
 mod failure;
 mod fault;
+mod lease_hooks;
 mod leased;
 mod message_id_reuse;
 mod ordering;
@@ -33,6 +34,7 @@ pub use fault::{
     fault_long_transaction_held_open_during_load, fault_poison_message_under_load,
     fault_sqlite_concurrent_writers, fault_worker_killed_repeatedly_under_load,
 };
+pub use lease_hooks::acknowledge_outside_the_sequenced_range_is_refused;
 pub use leased::{
     leased_redelivers_after_lease_expiry_and_refuses_stale_ack,
     leased_worker_that_lost_its_lease_cannot_acknowledge, two_leased_instances_lose_nothing,
