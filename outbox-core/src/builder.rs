@@ -288,8 +288,10 @@ impl OutboxBuilder {
     /// Configuration errors ([`OutboxError::InvalidConfig`],
     /// [`OutboxError::InvalidQueueName`], [`OutboxError::DuplicateQueue`],
     /// [`OutboxError::InvalidTablePrefix`], [`OutboxError::DialectMismatch`]),
-    /// [`OutboxError::SchemaMissing`] when the tables are absent or old, or a
-    /// database error.
+    /// [`OutboxError::SchemaMissing`] when the tables are absent or old,
+    /// [`OutboxError::PartitionsNotDrained`] when a queue's partition count
+    /// shrank while the partitions it drops hold messages, or a database
+    /// error.
     pub async fn start(mut self) -> Result<OutboxHandle, OutboxError> {
         let config = self.worker_config();
         if !(1..=10_000).contains(&self.profile.batch_size) {
@@ -309,6 +311,7 @@ impl OutboxBuilder {
                 .map_err(|e| crate::db_error(dialect.as_ref(), e))?;
         }
         check_schema(&self.db, dialect.as_ref(), &tables).await?;
+        crate::repartition::check(&self.db, dialect.as_ref(), &tables, &self.queues).await?;
         let partition_ids =
             ensure_partitions(&self.db, dialect.as_ref(), &tables, &self.queues).await?;
 

@@ -122,6 +122,23 @@ pub enum OutboxError {
         /// The queue name.
         queue: String,
     },
+    /// `start()` was given fewer partitions for a queue than it had, and the
+    /// partitions it would drop still hold messages nothing would deliver.
+    #[error(
+        "queue {queue:?} is configured with {partitions} partitions, but partitions {} still hold {messages} undelivered messages that no instance with {partitions} partitions would deliver: run the queue with {} partitions until they are delivered (stats show their backlog), then shrink it (see \"Changing the partition count\" in the guide)",
+        list(undrained),
+        partitions_before(undrained)
+    )]
+    PartitionsNotDrained {
+        /// The queue.
+        queue: String,
+        /// The partition count given to the builder.
+        partitions: u32,
+        /// The partitions at or above that count that still hold messages.
+        undrained: Vec<u32>,
+        /// How many messages they hold (incoming and sequenced, unprocessed).
+        messages: u64,
+    },
     /// The dialect does not match the connection's database.
     #[error(
         "the {dialect} dialect was given a {connection} connection: use the dialect crate for your database"
@@ -208,6 +225,20 @@ pub enum OutboxError {
         /// The message id.
         message_id: uuid::Uuid,
     },
+}
+
+/// `[2, 3]` as `2, 3`.
+fn list(partitions: &[u32]) -> String {
+    partitions
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The partition count that still serves every partition in `undrained`.
+fn partitions_before(undrained: &[u32]) -> u64 {
+    undrained.iter().max().map_or(0, |max| u64::from(*max) + 1)
 }
 
 impl OutboxError {

@@ -82,6 +82,7 @@ mod outbox;
 mod partition;
 mod profile;
 mod queue;
+mod repartition;
 mod retry;
 mod stats;
 mod table;

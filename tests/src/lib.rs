@@ -67,6 +67,7 @@ macro_rules! all_cases {
             concurrent_requeues_move_each_letter_once,
             requeue_after_message_id_reuse_delivers_both_and_stalls_nothing,
             requeue_refuses_an_id_waiting_in_another_partition,
+            shrinking_partitions_refuses_until_the_removed_ones_are_drained,
             acknowledge_outside_the_sequenced_range_is_refused,
             stats_report_backlog_cursor_retry_and_dead_letters,
             fault_worker_killed_repeatedly_under_load,

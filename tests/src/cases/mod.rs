@@ -12,6 +12,7 @@ mod message_id_reuse;
 mod ordering;
 mod ownership;
 mod process;
+mod repartition;
 mod requeue;
 mod stats;
 mod transactional;
@@ -52,6 +53,7 @@ pub use ownership::partitions_spread_over_instances_and_move_on_stop;
 pub use process::{
     producer_and_consumer_processes, three_processes_share_partitions_and_survive_a_kill,
 };
+pub use repartition::shrinking_partitions_refuses_until_the_removed_ones_are_drained;
 pub use requeue::{
     concurrent_requeues_move_each_letter_once,
     requeue_refuses_missing_partitions_and_queued_duplicates,
