@@ -139,6 +139,18 @@ pub enum OutboxError {
         /// How many messages they hold (incoming and sequenced, unprocessed).
         messages: u64,
     },
+    /// `start()` found another live instance using this instance's name
+    /// (see [`OutboxBuilder::instance_name`](crate::OutboxBuilder::instance_name)).
+    #[error(
+        "instance name {name:?} is used by another running instance (its heartbeat is live for {expires_in:?} more): give each instance its own name, or stop the other one first"
+    )]
+    InstanceNameInUse {
+        /// The instance name.
+        name: String,
+        /// How long until the other instance's heartbeat runs out if it is
+        /// not renewed (it is, every second, while that instance runs).
+        expires_in: std::time::Duration,
+    },
     /// The dialect does not match the connection's database.
     #[error(
         "the {dialect} dialect was given a {connection} connection: use the dialect crate for your database"

@@ -152,6 +152,15 @@ impl PartitionWorker {
     pub(crate) async fn ensure_lease(
         &mut self,
     ) -> Result<Option<(HeldLease, Option<PartitionState>)>, OutboxError> {
+        if self.shared.ownership.name_taken() {
+            // Another instance runs under this one's name and would take
+            // these leases as its own: stand down until the name is free.
+            if let Some(held) = self.lease {
+                self.set_lease(None);
+                release(&self.shared, &self.shared.db, self.partition_id, held.token).await?;
+            }
+            return Ok(None);
+        }
         let lease_len = self.queue.lease;
         let started = Instant::now();
         match self.lease {
@@ -240,6 +249,11 @@ impl PartitionWorker {
         drop(turn);
         if messages.is_empty() {
             return Ok(Step::Idle);
+        }
+        if shared.ownership.name_taken() {
+            // Stood down since the lease was checked: hand nothing over;
+            // the next step gives the lease back.
+            return Ok(Step::Busy);
         }
         let state = PartitionState {
             processed_seq: held.processed_seq,

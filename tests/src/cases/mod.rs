@@ -6,6 +6,7 @@ mod enqueue;
 mod event;
 mod failure;
 mod fault;
+mod instance_name;
 mod lease_hooks;
 mod leased;
 mod message_id_reuse;
@@ -34,6 +35,11 @@ pub use fault::{
     fault_connections_terminated_mid_load, fault_flaky_handler_delays_only_its_partition,
     fault_long_transaction_held_open_during_load, fault_poison_message_under_load,
     fault_sqlite_concurrent_writers, fault_worker_killed_repeatedly_under_load,
+};
+pub use instance_name::{
+    duplicate_instance_name_is_refused_at_start,
+    instance_whose_name_is_taken_while_running_stands_down,
+    migrations_add_the_incarnation_column_to_old_tables,
 };
 pub use lease_hooks::acknowledge_outside_the_sequenced_range_is_refused;
 pub use leased::{
