@@ -164,7 +164,12 @@ impl OutboxBuilder {
     }
 
     /// This instance's name in lease rows. Default `outbox-<random uuid>`;
-    /// must be unique among running instances.
+    /// must be unique among running instances: `start` refuses a name that
+    /// a running instance uses ([`OutboxError::InstanceNameInUse`]). A
+    /// stable name per replica lets a replacement take the partitions of a
+    /// crashed predecessor at once, without waiting for their leases:
+    /// `start` then waits for the predecessor's heartbeat to run out (at
+    /// most 3 s).
     pub fn instance_name(mut self, name: impl Into<String>) -> Self {
         self.owner = name.into();
         self
@@ -288,8 +293,11 @@ impl OutboxBuilder {
     /// Configuration errors ([`OutboxError::InvalidConfig`],
     /// [`OutboxError::InvalidQueueName`], [`OutboxError::DuplicateQueue`],
     /// [`OutboxError::InvalidTablePrefix`], [`OutboxError::DialectMismatch`]),
-    /// [`OutboxError::SchemaMissing`] when the tables are absent or old, or a
-    /// database error.
+    /// [`OutboxError::SchemaMissing`] when the tables are absent or old,
+    /// [`OutboxError::PartitionsNotDrained`] when a queue's partition count
+    /// shrank while the partitions it drops hold messages,
+    /// [`OutboxError::InstanceNameInUse`] when another running instance has
+    /// this instance's name, or a database error.
     pub async fn start(mut self) -> Result<OutboxHandle, OutboxError> {
         let config = self.worker_config();
         if !(1..=10_000).contains(&self.profile.batch_size) {
@@ -309,6 +317,13 @@ impl OutboxBuilder {
                 .map_err(|e| crate::db_error(dialect.as_ref(), e))?;
         }
         check_schema(&self.db, dialect.as_ref(), &tables).await?;
+        crate::repartition::check(&self.db, dialect.as_ref(), &tables, &self.queues).await?;
+        let incarnation = if self.run_workers {
+            crate::worker::membership::claim(&self.db, dialect.as_ref(), &tables, &config.owner)
+                .await?
+        } else {
+            0
+        };
         let partition_ids =
             ensure_partitions(&self.db, dialect.as_ref(), &tables, &self.queues).await?;
 
@@ -382,6 +397,7 @@ impl OutboxBuilder {
             tasks.push(tokio::spawn(crate::worker::membership::run(
                 shared.clone(),
                 config.owner.clone(),
+                incarnation,
                 shutdown.clone(),
             )));
             tasks.push(tokio::spawn(
@@ -452,7 +468,10 @@ async fn check_schema(
     tables: &Tables,
 ) -> Result<(), OutboxError> {
     let probes: [(&sea_orm::sea_query::Alias, &[&'static str]); 6] = [
-        (&tables.instance, &["owner", "heartbeat_until"]),
+        (
+            &tables.instance,
+            &["owner", "heartbeat_until", "incarnation"],
+        ),
         (
             &tables.partition,
             &[

@@ -442,8 +442,10 @@ impl DeadLetters {
     /// 1,000 or a status filter other than pending;
     /// [`OutboxError::PartitionRowMissing`] when a letter's partition has no
     /// row; [`OutboxError::MessageStillQueued`] when a letter's message id is
-    /// waiting in its queue already; database errors. Nothing is changed on
-    /// error.
+    /// waiting for delivery already (in any queue);
+    /// [`OutboxError::MessageIdInUse`] when another message with the id was
+    /// delivered and is not yet vacuumed (try again after the next vacuum
+    /// pass); database errors. Nothing is changed on error.
     ///
     /// # Cancel safety
     /// Cancel safe: one transaction, committed or not.
@@ -461,8 +463,17 @@ impl DeadLetters {
             count = tracing::field::Empty
         );
         async {
-            for _ in 0..CLAIM_TRIES {
-                if let Some(done) = requeue::run(&self.admin, scope, limit).await? {
+            for tries in 1..=CLAIM_TRIES {
+                let done = match requeue::run(&self.admin, scope, limit).await {
+                    // A deadlock with a vacuum pass or a worker: nothing was
+                    // written; run it again.
+                    Err(err) if err.is_retryable() && tries < CLAIM_TRIES => {
+                        tracing::debug!(error = %err, "outbox requeue conflicted; trying again");
+                        continue;
+                    }
+                    other => other?,
+                };
+                if let Some(done) = done {
                     tracing::Span::current().record("count", done.len());
                     if !done.is_empty() {
                         self.admin.notify();

@@ -104,14 +104,6 @@ pub trait Dialect: Send + Sync + Debug + 'static {
     /// Statements run once when the outbox starts (SQLite: WAL journal).
     fn startup_statements(&self) -> &'static [&'static str];
 
-    /// Where the shared form `DELETE FROM body WHERE message_id IN (SELECT
-    /// message_id FROM outgoing WHERE partition_id = ? AND seq <= ?)` is
-    /// planned badly, the backend's own statement for it, with those two
-    /// parameters in that order (MySQL/MariaDB plan the `IN` as a full scan
-    /// of `body` with a dependent subquery, so they use a multi-table
-    /// `DELETE ... JOIN`). `None` uses the shared form.
-    fn vacuum_bodies_sql(&self, body_table: &str, outgoing_table: &str) -> Option<String>;
-
     /// A statement that sends a notification inside the current transaction,
     /// delivered on commit, with the channel bound as the first parameter and
     /// the payload as the second (PostgreSQL: `SELECT pg_notify($1, $2)`);

@@ -53,6 +53,24 @@ pub enum OutboxError {
         /// The queue's partition count.
         partitions: u32,
     },
+    /// An acknowledgement (through the `testing` feature's
+    /// `Outbox::acknowledge`) of a sequence number that is not after the
+    /// partition's cursor or beyond the highest one sequenced.
+    #[error(
+        "cannot acknowledge seq {seq} of queue {queue:?} partition {partition}: acknowledge a seq after the cursor ({processed_seq}) and at most the highest sequenced one ({highest_seq})"
+    )]
+    AcknowledgeOutOfRange {
+        /// The queue.
+        queue: String,
+        /// The partition number.
+        partition: u32,
+        /// The sequence number given.
+        seq: i64,
+        /// The partition's cursor: the last processed sequence number.
+        processed_seq: i64,
+        /// The highest sequence number given out in the partition so far.
+        highest_seq: i64,
+    },
     /// A message payload over the configured limit.
     #[error(
         "payload of {size} bytes exceeds the limit of {limit} bytes; raise it with OutboxBuilder::max_payload_bytes or send a smaller payload"
@@ -104,6 +122,35 @@ pub enum OutboxError {
         /// The queue name.
         queue: String,
     },
+    /// `start()` was given fewer partitions for a queue than it had, and the
+    /// partitions it would drop still hold messages nothing would deliver.
+    #[error(
+        "queue {queue:?} is configured with {partitions} partitions, but partitions {} still hold {messages} undelivered messages that no instance with {partitions} partitions would deliver: run the queue with {} partitions until they are delivered (stats show their backlog), then shrink it (see \"Changing the partition count\" in the guide)",
+        list(undrained),
+        partitions_before(undrained)
+    )]
+    PartitionsNotDrained {
+        /// The queue.
+        queue: String,
+        /// The partition count given to the builder.
+        partitions: u32,
+        /// The partitions at or above that count that still hold messages.
+        undrained: Vec<u32>,
+        /// How many messages they hold (incoming and sequenced, unprocessed).
+        messages: u64,
+    },
+    /// `start()` found another live instance using this instance's name
+    /// (see [`OutboxBuilder::instance_name`](crate::OutboxBuilder::instance_name)).
+    #[error(
+        "instance name {name:?} is used by another running instance (its heartbeat is live for {expires_in:?} more): give each instance its own name, or stop the other one first"
+    )]
+    InstanceNameInUse {
+        /// The instance name.
+        name: String,
+        /// How long until the other instance's heartbeat runs out if it is
+        /// not renewed (it is, every second, while that instance runs).
+        expires_in: std::time::Duration,
+    },
     /// The dialect does not match the connection's database.
     #[error(
         "the {dialect} dialect was given a {connection} connection: use the dialect crate for your database"
@@ -131,6 +178,16 @@ pub enum OutboxError {
     /// A message id given twice.
     #[error("a message with id {message_id} already exists: message ids must be unique")]
     DuplicateMessageId {
+        /// The message id.
+        message_id: uuid::Uuid,
+    },
+    /// Requeue found the dead letter's message id used by another message
+    /// whose rows are still kept (delivered, not yet vacuumed); a second
+    /// message with the id would share, and lose, its body row.
+    #[error(
+        "message id {message_id} is used by another message that was delivered and not yet vacuumed: requeue its dead letter after the next vacuum pass, or leave the letter out of the scope"
+    )]
+    MessageIdInUse {
         /// The message id.
         message_id: uuid::Uuid,
     },
@@ -171,8 +228,8 @@ pub enum OutboxError {
         /// The dead letter's partition number.
         partition: u32,
     },
-    /// Requeue found the dead letter's message id still waiting in its
-    /// queue; a second copy would share its body row.
+    /// Requeue found the dead letter's message id still waiting for
+    /// delivery (in any queue); a second copy would share its body row.
     #[error(
         "message {message_id} is still queued for delivery: requeue its dead letter after that copy is delivered, or leave the letter out of the scope"
     )]
@@ -180,6 +237,20 @@ pub enum OutboxError {
         /// The message id.
         message_id: uuid::Uuid,
     },
+}
+
+/// `[2, 3]` as `2, 3`.
+fn list(partitions: &[u32]) -> String {
+    partitions
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The partition count that still serves every partition in `undrained`.
+fn partitions_before(undrained: &[u32]) -> u64 {
+    undrained.iter().max().map_or(0, |max| u64::from(*max) + 1)
 }
 
 impl OutboxError {

@@ -48,6 +48,17 @@ impl OutboxHandle {
         self.outbox.shared.events.subscribe(filter, buffer)
     }
 
+    /// Whether this instance found another one running under its
+    /// [instance name](crate::OutboxBuilder::instance_name): its own
+    /// heartbeats lapsed (a paused process, a lost database connection) and
+    /// a namesake started meanwhile. While it is `true` this instance takes
+    /// no partition and gives back the leases it holds, so the two never
+    /// handle the same partition; it takes partitions again when the
+    /// other's heartbeat runs out. An error is logged when it turns `true`.
+    pub fn instance_name_conflict(&self) -> bool {
+        self.outbox.shared.ownership.name_taken()
+    }
+
     /// The producer API of this instance.
     pub fn outbox(&self) -> &Outbox {
         &self.outbox

@@ -82,6 +82,7 @@ mod outbox;
 mod partition;
 mod profile;
 mod queue;
+mod repartition;
 mod retry;
 mod stats;
 mod table;
@@ -116,6 +117,7 @@ pub use table::DEFAULT_TABLE_PREFIX;
 pub use trace_context::W3cTraceContext;
 pub use trace_context::{TRACEPARENT_HEADER, TRACESTATE_HEADER, TracePropagator};
 pub use wakeup::{WakeupListener, channel as wakeup_channel};
+#[cfg(feature = "testing")]
 pub use worker::lease::Lease;
 
 pub use sea_orm;

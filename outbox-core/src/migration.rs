@@ -4,7 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sea_orm::sea_query::{ColumnDef, Index, IndexCreateStatement, Table, TableCreateStatement};
+use sea_orm::sea_query::{
+    ColumnDef, Expr, ExprTrait, Index, IndexCreateStatement, Query, Table, TableCreateStatement,
+};
 use sea_orm::{ConnectionTrait, DbErr, Statement};
 use sea_orm_migration::{MigrationName, MigrationTrait, SchemaManager};
 
@@ -47,10 +49,19 @@ impl OutboxSchema {
 
     /// The migrations, to add to an application's own `Migrator::migrations()`.
     pub fn migrations(&self) -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(CreateTables {
-            name: format!("m20261128_000001_{}create_tables", self.tables.prefix),
-            schema: self.clone(),
-        })]
+        vec![
+            Box::new(CreateTables {
+                name: format!("m20261128_000001_{}create_tables", self.tables.prefix),
+                schema: self.clone(),
+            }),
+            Box::new(AddColumns {
+                name: format!(
+                    "m20261201_000002_{}instance_incarnation",
+                    self.tables.prefix
+                ),
+                schema: self.clone(),
+            }),
+        ]
     }
 
     /// Creates the tables and indexes that do not exist yet.
@@ -108,7 +119,39 @@ impl OutboxSchema {
         for statement in self.statements() {
             db.execute_raw(statement).await?;
         }
-        Ok(())
+        self.add_columns(db).await
+    }
+
+    /// Columns added after a table was first created: each is probed, and
+    /// added when missing (no backend-neutral `ADD COLUMN IF NOT EXISTS`:
+    /// MySQL and SQLite lack it). A concurrent migrator that added it first
+    /// makes the `ALTER` fail; the probe then finds it.
+    ///
+    /// On PostgreSQL a failed probe aborts a surrounding transaction, so
+    /// this runs on a connection (its migration opts out of the migrator's
+    /// transaction).
+    async fn add_columns<C: ConnectionTrait>(&self, db: &C) -> Result<(), DbErr> {
+        use ColumnKind::BigInt;
+        let t = &self.tables;
+        let mut incarnation = self.column("incarnation", BigInt);
+        incarnation.default(0);
+        let probe = Query::select()
+            .column((t.instance.clone(), "incarnation"))
+            .from(t.instance.clone())
+            .and_where(Expr::val(1).eq(0))
+            .to_owned();
+        if db.query_all(&probe).await.is_ok() {
+            return Ok(());
+        }
+        let alter = Table::alter()
+            .table(t.instance.clone())
+            .add_column(incarnation)
+            .to_owned();
+        match db.execute(&alter).await {
+            Ok(_) => Ok(()),
+            Err(_) if db.query_all(&probe).await.is_ok() => Ok(()),
+            Err(err) => Err(err),
+        }
     }
 
     /// Every DDL statement of the schema, in order, for this backend.
@@ -275,6 +318,7 @@ impl OutboxSchema {
             .if_not_exists()
             .col(self.column("owner", Name).primary_key().to_owned())
             .col(self.column("heartbeat_until", BigInt))
+            .col(with_default(self.column("incarnation", BigInt), 0))
             .to_owned();
 
         vec![
@@ -306,6 +350,29 @@ impl MigrationTrait for CreateTables {
             manager.get_connection().execute_raw(statement).await?;
         }
         Ok(())
+    }
+}
+
+/// Adds the columns of later versions to tables created before them.
+struct AddColumns {
+    name: String,
+    schema: OutboxSchema,
+}
+
+impl MigrationName for AddColumns {
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+#[async_trait]
+impl MigrationTrait for AddColumns {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        self.schema.add_columns(manager.get_connection()).await
+    }
+
+    fn use_transaction(&self) -> Option<bool> {
+        Some(false)
     }
 }
 

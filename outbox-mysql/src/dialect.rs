@@ -89,13 +89,6 @@ impl Dialect for MySqlDialect {
         &[]
     }
 
-    fn vacuum_bodies_sql(&self, body_table: &str, outgoing_table: &str) -> Option<String> {
-        Some(format!(
-            "DELETE b FROM `{body_table}` AS b INNER JOIN `{outgoing_table}` AS o ON b.message_id = o.message_id \
-             WHERE o.partition_id = ? AND o.seq <= ?"
-        ))
-    }
-
     fn notify_sql(&self) -> Option<&'static str> {
         None
     }

@@ -79,10 +79,6 @@ impl Dialect for PostgresDialect {
         &[]
     }
 
-    fn vacuum_bodies_sql(&self, _body_table: &str, _outgoing_table: &str) -> Option<String> {
-        None
-    }
-
     fn notify_sql(&self) -> Option<&'static str> {
         Some(notify::NOTIFY_SQL)
     }

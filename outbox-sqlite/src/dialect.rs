@@ -74,10 +74,6 @@ impl Dialect for SqliteDialect {
         &["PRAGMA journal_mode=WAL"]
     }
 
-    fn vacuum_bodies_sql(&self, _body_table: &str, _outgoing_table: &str) -> Option<String> {
-        None
-    }
-
     fn notify_sql(&self) -> Option<&'static str> {
         None
     }

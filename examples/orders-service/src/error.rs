@@ -60,7 +60,9 @@ impl From<OutboxError> for ApiError {
         match &err {
             OutboxError::DeadLetterNotFound { .. } => Self::not_found(err.to_string()),
             OutboxError::InvalidScope(_) => Self::bad_request(err.to_string()),
-            OutboxError::MessageStillQueued { .. } | OutboxError::PartitionRowMissing { .. } => {
+            OutboxError::MessageStillQueued { .. }
+            | OutboxError::MessageIdInUse { .. }
+            | OutboxError::PartitionRowMissing { .. } => {
                 Self::new(StatusCode::CONFLICT, err.to_string())
             }
             OutboxError::Database { kind, .. } => Self::internal(&err, kind.is_retryable()),

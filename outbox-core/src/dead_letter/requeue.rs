@@ -3,14 +3,14 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use sea_orm::sea_query::{Cond, Expr, ExprTrait, Order, Query};
+use sea_orm::sea_query::{Alias, Cond, Expr, ExprTrait, JoinType, Order, Query};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, QueryResult, TransactionTrait};
 use uuid::Uuid;
 
 use super::record::message_id;
 use super::scope::{DeadLetterScope, DeadLetterStatus, claimable};
 use crate::admin::OutboxAdmin;
-use crate::error::OutboxError;
+use crate::error::{DbErrorKind, OutboxError};
 
 /// A dead letter put back into its queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,10 +72,12 @@ struct PartitionRow {
 /// 3. Lock their partition rows (waiting: a transactional processor holds
 ///    its row only for one batch), so this does not interleave with the
 ///    workers of those partitions.
-/// 4. Refuse a message id that is still waiting in its queue.
-/// 5. Delete what is left of the original: its outgoing row at the old
-///    sequence number (at or below the cursor, not yet vacuumed) and any body
-///    row with its id.
+/// 4. Delete the original's outgoing row at its old sequence number (at or
+///    below the cursor, not yet vacuumed).
+/// 5. Lock the body rows with the ids; refuse an id that another message
+///    still uses: waiting in any queue (`MessageStillQueued`), or delivered
+///    and not yet vacuumed (`MessageIdInUse`); else delete those bodies (the
+///    original's, or leftovers nothing refers to).
 /// 6. Insert body and incoming rows: the sequencer gives them new sequence
 ///    numbers after everything already in the partition.
 pub(super) async fn run(
@@ -241,41 +243,10 @@ async fn move_back(
     };
     let ids = || candidates.iter().map(|c| c.message_id.as_bytes().to_vec());
 
-    // 4. A copy still waiting would share the body row: refuse.
-    let waiting_incoming = Query::select()
-        .column("message_id")
-        .from(t.incoming.clone())
-        .and_where(Expr::col("message_id").is_in(ids()))
-        .limit(1)
-        .to_owned();
-    let mut unprocessed = Cond::any();
-    for row in partitions.values() {
-        unprocessed = unprocessed.add(
-            Cond::all()
-                .add(Expr::col("partition_id").eq(row.id))
-                .add(Expr::col("seq").gt(row.processed_seq)),
-        );
-    }
-    let waiting_outgoing = Query::select()
-        .column("message_id")
-        .from(t.outgoing.clone())
-        .cond_where(
-            Cond::all()
-                .add(unprocessed)
-                .add(Expr::col("message_id").is_in(ids())),
-        )
-        .limit(1)
-        .to_owned();
-    for query in [waiting_incoming, waiting_outgoing] {
-        if let Some(row) = txn.query_one(&query).await.map_err(err)? {
-            let id: Vec<u8> = row.try_get("", "message_id").map_err(err)?;
-            return Err(OutboxError::MessageStillQueued {
-                message_id: message_id(&id).map_err(err)?,
-            });
-        }
-    }
-
-    // 5. Leftovers of the original delivery.
+    // 4. The original's own outgoing row at its old sequence number (at or
+    //    below the cursor, not yet vacuumed). Deleted first, as the vacuum
+    //    does (outgoing rows, then bodies), so a vacuum pass that locked it
+    //    is waited for, and one that comes later does not see it.
     let mut old_outgoing = Cond::any();
     let mut any_old = false;
     for c in candidates {
@@ -285,7 +256,8 @@ async fn move_back(
             old_outgoing = old_outgoing.add(
                 Cond::all()
                     .add(Expr::col("partition_id").eq(row.id))
-                    .add(Expr::col("seq").eq(c.seq)),
+                    .add(Expr::col("seq").eq(c.seq))
+                    .add(Expr::col("message_id").eq(c.message_id.as_bytes().to_vec())),
             );
         }
     }
@@ -296,11 +268,73 @@ async fn move_back(
             .to_owned();
         txn.execute(&delete).await.map_err(err)?;
     }
-    let delete = Query::delete()
-        .from_table(t.body.clone())
+
+    // 5. Lock the body rows with these ids, then make sure no other message
+    //    uses them: bodies are keyed by message id, so a second message
+    //    with the id would share its body, and the vacuum of either would
+    //    delete it under the other. Locked, a body can gain no new
+    //    reference (a new one needs its own body row first).
+    let mut lock = Query::select();
+    lock.column("message_id")
+        .from(t.body.clone())
+        .and_where(Expr::col("message_id").is_in(ids()));
+    if let Some(lock_type) = admin.dialect.partition_lock() {
+        lock.lock(lock_type);
+    }
+    let mut leftover = Vec::new();
+    for row in txn.query_all(&lock).await.map_err(err)? {
+        leftover.push(row.try_get::<Vec<u8>>("", "message_id").map_err(err)?);
+    }
+    let waiting_incoming = Query::select()
+        .column("message_id")
+        .from(t.incoming.clone())
         .and_where(Expr::col("message_id").is_in(ids()))
+        .limit(1)
         .to_owned();
-    txn.execute(&delete).await.map_err(err)?;
+    if let Some(row) = txn.query_one(&waiting_incoming).await.map_err(err)? {
+        let id: Vec<u8> = row.try_get("", "message_id").map_err(err)?;
+        return Err(OutboxError::MessageStillQueued {
+            message_id: message_id(&id).map_err(err)?,
+        });
+    }
+    // Incoming before outgoing: a row the sequencer moves in between is
+    // seen in one or the other.
+    let (o, p) = (Alias::new("o"), Alias::new("p"));
+    let users = Query::select()
+        .column((o.clone(), "message_id"))
+        .column((o.clone(), "seq"))
+        .column((p.clone(), "processed_seq"))
+        .from_as(t.outgoing.clone(), o.clone())
+        .join_as(
+            JoinType::InnerJoin,
+            t.partition.clone(),
+            p.clone(),
+            Expr::col((p.clone(), "id")).equals((o.clone(), "partition_id")),
+        )
+        .and_where(Expr::col((o.clone(), "message_id")).is_in(ids()))
+        .to_owned();
+    let mut in_use = None;
+    for row in txn.query_all(&users).await.map_err(err)? {
+        let id =
+            message_id(&row.try_get::<Vec<u8>>("", "message_id").map_err(err)?).map_err(err)?;
+        let seq: i64 = row.try_get("", "seq").map_err(err)?;
+        let processed: i64 = row.try_get("", "processed_seq").map_err(err)?;
+        if seq > processed {
+            return Err(OutboxError::MessageStillQueued { message_id: id });
+        }
+        in_use.get_or_insert(id);
+    }
+    if let Some(id) = in_use {
+        return Err(OutboxError::MessageIdInUse { message_id: id });
+    }
+    // What is left is the original's body, or one nothing refers to.
+    if !leftover.is_empty() {
+        let delete = Query::delete()
+            .from_table(t.body.clone())
+            .and_where(Expr::col("message_id").is_in(leftover.iter().cloned()))
+            .to_owned();
+        txn.execute(&delete).await.map_err(err)?;
+    }
 
     // 6. The new message: body, then incoming, in dead-letter id order.
     let now = admin.dialect.now_millis();
@@ -333,7 +367,23 @@ async fn move_back(
             ])
             .map_err(|e| OutboxError::InvalidConfig(e.to_string()))?;
     }
-    txn.execute(&body).await.map_err(err)?;
+    if let Err(e) = txn.execute(&body).await {
+        return Err(match admin.error(e) {
+            // A message enqueued with one of the ids meanwhile (its body was
+            // not there to lock): it keeps the id.
+            OutboxError::Database {
+                kind: DbErrorKind::UniqueViolation,
+                ..
+            } => OutboxError::MessageIdInUse {
+                message_id: candidates
+                    .iter()
+                    .map(|c| c.message_id)
+                    .find(|id| !leftover.iter().any(|l| l.as_slice() == id.as_bytes()))
+                    .unwrap_or_default(),
+            },
+            other => other,
+        });
+    }
     txn.execute(&incoming).await.map_err(err)?;
     Ok(())
 }

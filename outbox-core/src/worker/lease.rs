@@ -11,7 +11,9 @@ use tracing::Instrument;
 
 use crate::error::OutboxError;
 use crate::handler::{BatchResult, LeasedHandler};
-use crate::outbox::{Outbox, Shared};
+#[cfg(feature = "testing")]
+use crate::outbox::Outbox;
+use crate::outbox::Shared;
 use crate::worker::guard::guarded;
 use crate::worker::partition_row::{self, Fence, PartitionState};
 use crate::worker::processor::{PartitionWorker, Step, step_after};
@@ -153,6 +155,15 @@ impl PartitionWorker {
     pub(crate) async fn ensure_lease(
         &mut self,
     ) -> Result<Option<(HeldLease, Option<PartitionState>)>, OutboxError> {
+        if self.shared.ownership.name_taken() {
+            // Another instance runs under this one's name and would take
+            // these leases as its own: stand down until the name is free.
+            if let Some(held) = self.lease {
+                self.set_lease(None);
+                release(&self.shared, &self.shared.db, self.partition_id, held.token).await?;
+            }
+            return Ok(None);
+        }
         let lease_len = self.queue.lease;
         let started = Instant::now();
         match self.lease {
@@ -242,6 +253,11 @@ impl PartitionWorker {
         drop(turn);
         if messages.is_empty() {
             return Ok(Step::Idle);
+        }
+        if shared.ownership.name_taken() {
+            // Stood down since the lease was checked: hand nothing over;
+            // the next step gives the lease back.
+            return Ok(Step::Busy);
         }
         let state = PartitionState {
             processed_seq: held.processed_seq,
@@ -380,8 +396,9 @@ impl PartitionWorker {
     }
 }
 
-/// A lease taken through [`Outbox::take_lease`]: the building block of a
-/// custom processor, and how tests play a stalled worker.
+/// A lease taken through [`Outbox::take_lease`]: how tests play a custom or
+/// stalled worker. Only with the `testing` cargo feature.
+#[cfg(feature = "testing")]
 #[derive(Debug, Clone)]
 pub struct Lease {
     /// The queue.
@@ -395,14 +412,16 @@ pub struct Lease {
     partition_id: i64,
 }
 
+#[cfg(feature = "testing")]
 impl Outbox {
-    /// Takes the lease on a partition as `owner`, if it is free or expired.
-    /// Workers of a leased queue do this themselves; this is for custom
-    /// processors and for tests.
+    /// Takes the lease on a partition as `owner`, if it is free, expired, or
+    /// already `owner`'s. Workers take their leases themselves; this is a
+    /// test hook (the `testing` cargo feature), outside the semver promise.
     ///
     /// # Errors
     /// [`OutboxError::UnknownQueue`], [`OutboxError::PartitionOutOfRange`],
-    /// or a database error.
+    /// [`OutboxError::InvalidConfig`] for an owner outside 1 to 128 bytes or
+    /// a lease outside 1 ms to 24 h, or a database error.
     pub async fn take_lease(
         &self,
         queue: &str,
@@ -411,6 +430,16 @@ impl Outbox {
         lease: Duration,
     ) -> Result<Option<Lease>, OutboxError> {
         let partition_id = self.partition_id(queue, partition)?;
+        if owner.is_empty() || owner.len() > 128 {
+            return Err(OutboxError::InvalidConfig(
+                "a lease owner must be 1 to 128 bytes".into(),
+            ));
+        }
+        if lease < Duration::from_millis(1) || lease > Duration::from_secs(24 * 3600) {
+            return Err(OutboxError::InvalidConfig(
+                "a lease must last 1 ms to 24 hours".into(),
+            ));
+        }
         let state = take(&self.shared, partition_id, owner, lease).await?;
         Ok(state.map(|state| Lease {
             queue: queue.to_owned(),
@@ -421,31 +450,57 @@ impl Outbox {
         }))
     }
 
-    /// Acknowledges messages up to `seq` under `lease`. Returns `false`, and
-    /// changes nothing, when the fencing token changed since the lease was
-    /// taken: the acknowledgement of a worker that lost its lease is refused.
+    /// Acknowledges the messages of `lease`'s partition up to `seq`: moves
+    /// the cursor there. Returns `false`, and changes nothing, when the
+    /// fencing token changed since the lease was taken: the acknowledgement
+    /// of a worker that lost its lease is refused. A test hook (the
+    /// `testing` cargo feature), outside the semver promise.
     ///
     /// # Errors
-    /// A database error.
+    /// [`OutboxError::AcknowledgeOutOfRange`], writing nothing, when `seq`
+    /// is not after the partition's cursor or is beyond its highest
+    /// sequenced message; a database error.
     pub async fn acknowledge(&self, lease: &Lease, seq: i64) -> Result<bool, OutboxError> {
+        let shared = &self.shared;
+        let err = |e| shared.db_error(e);
         let update = Query::update()
-            .table(self.shared.tables.partition.clone())
+            .table(shared.tables.partition.clone())
             .value("processed_seq", seq)
             .value("attempts", 0)
             .and_where(Expr::col("id").eq(lease.partition_id))
             .and_where(Expr::col("lease_token").eq(lease.token))
             .and_where(Expr::col("processed_seq").lt(seq))
+            .and_where(Expr::col("next_seq").gt(seq))
             .to_owned();
-        let result = self
-            .shared
+        if shared
             .db
             .execute(&update)
             .await
-            .map_err(|e| self.shared.db_error(e))?;
-        Ok(result.rows_affected() > 0)
+            .map_err(err)?
+            .rows_affected()
+            > 0
+        {
+            return Ok(true);
+        }
+        // Nothing written: say why.
+        let Some(state) =
+            partition_row::state(shared, &shared.db, lease.partition_id, false).await?
+        else {
+            return Ok(false);
+        };
+        if state.lease_token != lease.token {
+            return Ok(false);
+        }
+        Err(OutboxError::AcknowledgeOutOfRange {
+            queue: lease.queue.clone(),
+            partition: lease.partition,
+            seq,
+            processed_seq: state.processed_seq,
+            highest_seq: state.next_seq - 1,
+        })
     }
 
-    pub(crate) fn partition_id(&self, queue: &str, partition: u32) -> Result<i64, OutboxError> {
+    fn partition_id(&self, queue: &str, partition: u32) -> Result<i64, OutboxError> {
         let runtime = self
             .shared
             .queues

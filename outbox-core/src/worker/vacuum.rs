@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use sea_orm::ConnectionTrait;
 use sea_orm::sea_query::{Expr, ExprTrait, Order, Query};
-use sea_orm::{ConnectionTrait, Statement};
 use tracing::Instrument;
 
 use crate::error::OutboxError;
@@ -79,72 +79,67 @@ impl Vacuum {
         partition_id: i64,
         processed: i64,
     ) -> Result<u64, OutboxError> {
-        let shared = &self.shared;
-        let t = &shared.tables;
-        let err = |e| shared.db_error(e);
         let mut deleted = 0;
         loop {
-            let select = Query::select()
-                .column("seq")
-                .from(t.outgoing.clone())
-                .and_where(Expr::col("partition_id").eq(partition_id))
-                .and_where(Expr::col("seq").lte(processed))
-                .order_by("seq", Order::Asc)
-                .limit(u64::from(self.config.vacuum_batch))
-                .to_owned();
-            let rows = shared.db.query_all(&select).await.map_err(err)?;
-            let Some(last) = rows.last() else {
-                return Ok(deleted);
-            };
-            let last_seq: i64 = last.try_get("", "seq").map_err(err)?;
-            // Bodies first: a crash between the two statements leaves outgoing
-            // rows below the cursor, which nothing reads and the next pass
-            // deletes. The bodies are chosen by a subquery on outgoing in the
-            // same statement, not by ids read before: a dead letter requeued
-            // meanwhile deletes its old outgoing row and writes a new body
-            // with the same id in one transaction, and this statement then
-            // either sees the old row (and deletes the old body, which the
-            // requeue replaces) or does not see it (and leaves the new body).
-            let backend = shared.dialect.backend();
-            let bodies = match shared
-                .dialect
-                .vacuum_bodies_sql(&t.name("body"), &t.name("outgoing"))
-            {
-                Some(sql) => Statement::from_sql_and_values(
-                    backend,
-                    sql,
-                    [partition_id.into(), last_seq.into()],
-                ),
-                None => {
-                    let old_rows = Query::select()
-                        .column("message_id")
-                        .from(t.outgoing.clone())
-                        .and_where(Expr::col("partition_id").eq(partition_id))
-                        .and_where(Expr::col("seq").lte(last_seq))
-                        .to_owned();
-                    backend.build(
-                        &Query::delete()
-                            .from_table(t.body.clone())
-                            .and_where(Expr::col("message_id").in_subquery(old_rows))
-                            .to_owned(),
-                    )
-                }
-            };
-            shared.db.execute_raw(bodies).await.map_err(err)?;
-            let outgoing = Query::delete()
-                .from_table(t.outgoing.clone())
-                .and_where(Expr::col("partition_id").eq(partition_id))
-                .and_where(Expr::col("seq").lte(last_seq))
-                .to_owned();
-            deleted += shared
-                .db
-                .execute(&outgoing)
-                .await
-                .map_err(err)?
-                .rows_affected();
-            if rows.len() < self.config.vacuum_batch as usize {
+            let (rows, batch_deleted) = self.vacuum_batch(partition_id, processed).await?;
+            deleted += batch_deleted;
+            if rows < self.config.vacuum_batch as usize {
                 return Ok(deleted);
             }
         }
+    }
+
+    /// Deletes one batch of a partition's outgoing rows at or below the
+    /// cursor and their bodies, in one transaction: bodies are keyed by
+    /// message id, and an outgoing row left without its body (a crash
+    /// between two transactions) would later delete the body of a new
+    /// message that reused the id. The outgoing rows are read with a row
+    /// lock, and only the bodies of the rows read are deleted: a requeue
+    /// deletes a dead letter's old outgoing row before writing a new body
+    /// with its id, so it either waits for this batch or its row is not in
+    /// it. Returns the rows read and the rows deleted.
+    async fn vacuum_batch(
+        &self,
+        partition_id: i64,
+        processed: i64,
+    ) -> Result<(usize, u64), OutboxError> {
+        let shared = &self.shared;
+        let t = &shared.tables;
+        let err = |e| shared.db_error(e);
+        let txn = shared.begin_worker().await?;
+        let mut select = Query::select();
+        select
+            .columns(["seq", "message_id"])
+            .from(t.outgoing.clone())
+            .and_where(Expr::col("partition_id").eq(partition_id))
+            .and_where(Expr::col("seq").lte(processed))
+            .order_by("seq", Order::Asc)
+            .limit(u64::from(self.config.vacuum_batch));
+        if let Some(lock) = shared.dialect.partition_lock() {
+            select.lock(lock);
+        }
+        let rows = txn.query_all(&select).await.map_err(err)?;
+        let Some(last) = rows.last() else {
+            txn.commit().await.map_err(err)?;
+            return Ok((0, 0));
+        };
+        let last_seq: i64 = last.try_get("", "seq").map_err(err)?;
+        let mut ids = Vec::with_capacity(rows.len());
+        for row in &rows {
+            ids.push(row.try_get::<Vec<u8>>("", "message_id").map_err(err)?);
+        }
+        let bodies = Query::delete()
+            .from_table(t.body.clone())
+            .and_where(Expr::col("message_id").is_in(ids))
+            .to_owned();
+        txn.execute(&bodies).await.map_err(err)?;
+        let outgoing = Query::delete()
+            .from_table(t.outgoing.clone())
+            .and_where(Expr::col("partition_id").eq(partition_id))
+            .and_where(Expr::col("seq").lte(last_seq))
+            .to_owned();
+        let deleted = txn.execute(&outgoing).await.map_err(err)?.rows_affected();
+        txn.commit().await.map_err(err)?;
+        Ok((rows.len(), deleted))
     }
 }

@@ -8,11 +8,15 @@ mod event;
 mod failure;
 mod fault;
 mod handler_timeout;
+mod instance_name;
+mod lease_hooks;
 mod leased;
+mod message_id_reuse;
 mod model;
 mod ordering;
 mod ownership;
 mod process;
+mod repartition;
 mod requeue;
 mod stats;
 mod transactional;
@@ -43,9 +47,19 @@ pub use fault::{
     fault_sqlite_concurrent_writers, fault_worker_killed_repeatedly_under_load,
 };
 pub use handler_timeout::transactional_handler_timeout_bounds_lock_waits_and_stop;
+pub use instance_name::{
+    duplicate_instance_name_is_refused_at_start,
+    instance_whose_name_is_taken_while_running_stands_down,
+    migrations_add_the_incarnation_column_to_old_tables,
+};
+pub use lease_hooks::acknowledge_outside_the_sequenced_range_is_refused;
 pub use leased::{
     leased_redelivers_after_lease_expiry_and_refuses_stale_ack,
     leased_worker_that_lost_its_lease_cannot_acknowledge, two_leased_instances_lose_nothing,
+};
+pub use message_id_reuse::{
+    requeue_after_message_id_reuse_delivers_both_and_stalls_nothing,
+    requeue_refuses_an_id_waiting_in_another_partition,
 };
 pub use model::model_random_operations_match_the_model;
 pub use ordering::{
@@ -57,6 +71,7 @@ pub use ownership::partitions_spread_over_instances_and_move_on_stop;
 pub use process::{
     producer_and_consumer_processes, three_processes_share_partitions_and_survive_a_kill,
 };
+pub use repartition::shrinking_partitions_refuses_until_the_removed_ones_are_drained;
 pub use requeue::{
     concurrent_requeues_move_each_letter_once,
     requeue_refuses_missing_partitions_and_queued_duplicates,

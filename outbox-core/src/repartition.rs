@@ -1,0 +1,133 @@
+//! Changing a queue's partition count: the check at start that a shrink
+//! strands no message, and a warning when a growth may reorder a key's
+//! messages.
+//!
+//! Partition rows are never deleted. A row at or above a queue's new count
+//! is left inert: nothing enqueues to it or processes it any more, and a
+//! start with the smaller count is refused while it still holds messages
+//! ([`OutboxError::PartitionsNotDrained`]). Started again with the larger
+//! count, the queue uses it as before.
+
+use std::collections::{BTreeMap, HashMap};
+
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query};
+use sea_orm::{ConnectionTrait, DatabaseConnection};
+
+use crate::dialect::Dialect;
+use crate::error::OutboxError;
+use crate::queue::Queue;
+use crate::table::Tables;
+
+/// One existing partition row.
+struct Row {
+    id: i64,
+    partition: u32,
+    /// Sequenced, not yet processed.
+    unprocessed: i64,
+}
+
+/// Refuses a queue whose partition count shrank while the partitions it
+/// drops still hold messages; warns when a count grows while messages wait.
+///
+/// # Errors
+/// [`OutboxError::PartitionsNotDrained`], or a database error.
+pub(crate) async fn check(
+    db: &DatabaseConnection,
+    dialect: &dyn Dialect,
+    tables: &Tables,
+    queues: &[Queue],
+) -> Result<(), OutboxError> {
+    let err = |e| crate::db_error(dialect, e);
+    let select = Query::select()
+        .columns([
+            "id",
+            "queue_name",
+            "partition_no",
+            "next_seq",
+            "processed_seq",
+        ])
+        .from(tables.partition.clone())
+        .and_where(Expr::col("queue_name").is_in(queues.iter().map(|q| q.name.clone())))
+        .to_owned();
+    let mut existing: HashMap<String, Vec<Row>> = HashMap::new();
+    for row in db.query_all(&select).await.map_err(err)? {
+        let queue: String = row.try_get("", "queue_name").map_err(err)?;
+        let partition: i32 = row.try_get("", "partition_no").map_err(err)?;
+        let next_seq: i64 = row.try_get("", "next_seq").map_err(err)?;
+        let processed_seq: i64 = row.try_get("", "processed_seq").map_err(err)?;
+        existing.entry(queue).or_default().push(Row {
+            id: row.try_get("", "id").map_err(err)?,
+            partition: u32::try_from(partition).unwrap_or(u32::MAX),
+            unprocessed: Ord::max(next_seq - 1 - processed_seq, 0),
+        });
+    }
+    for queue in queues {
+        let Some(rows) = existing.get(&queue.name) else {
+            continue;
+        };
+        let before = rows.iter().map(|r| r.partition + 1).max().unwrap_or(0);
+        if before == queue.partitions {
+            continue;
+        }
+        // Only a changed count pays for counting incoming rows.
+        let waiting = waiting_per_partition(db, dialect, tables, rows).await?;
+        if before > queue.partitions {
+            let undrained: BTreeMap<u32, u64> = waiting
+                .into_iter()
+                .filter(|(partition, n)| *partition >= queue.partitions && *n > 0)
+                .collect();
+            if !undrained.is_empty() {
+                return Err(OutboxError::PartitionsNotDrained {
+                    queue: queue.name.clone(),
+                    partitions: queue.partitions,
+                    messages: undrained.values().sum(),
+                    undrained: undrained.into_keys().collect(),
+                });
+            }
+        } else {
+            let messages: u64 = waiting.values().sum();
+            if messages > 0 {
+                tracing::warn!(
+                    queue = %queue.name,
+                    before,
+                    partitions = queue.partitions,
+                    messages,
+                    "outbox queue grows while messages wait: a key's new messages may go to another partition than its waiting ones and be delivered first; drain the queue before growing it where that order matters"
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Messages waiting per partition number: sequenced and unprocessed, plus
+/// incoming.
+async fn waiting_per_partition(
+    db: &DatabaseConnection,
+    dialect: &dyn Dialect,
+    tables: &Tables,
+    rows: &[Row],
+) -> Result<BTreeMap<u32, u64>, OutboxError> {
+    let err = |e| crate::db_error(dialect, e);
+    let count = Query::select()
+        .column("partition_id")
+        .expr_as(Expr::col("id").count(), Alias::new("n"))
+        .from(tables.incoming.clone())
+        .and_where(Expr::col("partition_id").is_in(rows.iter().map(|r| r.id)))
+        .group_by_col("partition_id")
+        .to_owned();
+    let mut incoming: HashMap<i64, i64> = HashMap::new();
+    for row in db.query_all(&count).await.map_err(err)? {
+        incoming.insert(
+            row.try_get("", "partition_id").map_err(err)?,
+            row.try_get("", "n").map_err(err)?,
+        );
+    }
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let n = r.unprocessed + incoming.get(&r.id).copied().unwrap_or(0);
+            (r.partition, u64::try_from(n).unwrap_or(0))
+        })
+        .collect())
+}
