@@ -79,6 +79,10 @@ macro_rules! all_cases {
             fault_flaky_handler_delays_only_its_partition,
             fault_poison_message_under_load,
             fault_long_transaction_held_open_during_load,
+            notify_flood_is_coalesced_and_wakeups_stay_prompt,
+            heartbeat_rows_of_gone_instances_are_deleted,
+            sequencer_rolls_back_when_incoming_rows_were_taken,
+
             fault_sqlite_concurrent_writers,
         );
     };

@@ -8,6 +8,7 @@ mod event;
 mod failure;
 mod fault;
 mod handler_timeout;
+mod hostile;
 mod leased;
 mod model;
 mod ordering;
@@ -43,6 +44,11 @@ pub use fault::{
     fault_sqlite_concurrent_writers, fault_worker_killed_repeatedly_under_load,
 };
 pub use handler_timeout::transactional_handler_timeout_bounds_lock_waits_and_stop;
+pub use hostile::{
+    heartbeat_rows_of_gone_instances_are_deleted,
+    notify_flood_is_coalesced_and_wakeups_stay_prompt,
+    sequencer_rolls_back_when_incoming_rows_were_taken,
+};
 pub use leased::{
     leased_redelivers_after_lease_expiry_and_refuses_stale_ack,
     leased_worker_that_lost_its_lease_cannot_acknowledge, two_leased_instances_lose_nothing,
