@@ -104,6 +104,14 @@ pub trait Dialect: Send + Sync + Debug + 'static {
     /// Statements run once when the outbox starts (SQLite: WAL journal).
     fn startup_statements(&self) -> &'static [&'static str];
 
+    /// A query run at start that returns one row (`Variable_name`, `Value`)
+    /// for each server setting saying this server is one of several
+    /// primaries whose row locks do not see each other (MySQL/MariaDB:
+    /// Galera's `wsrep_on=ON`, group replication's
+    /// `group_replication_single_primary_mode=OFF`); `start()` logs a
+    /// warning for each. `None` where the backend has no such mode.
+    fn multi_primary_probe(&self) -> Option<&'static str>;
+
     /// Where the shared form `DELETE FROM body WHERE message_id IN (SELECT
     /// message_id FROM outgoing WHERE partition_id = ? AND seq <= ?)` is
     /// planned badly, the backend's own statement for it, with those two

@@ -89,6 +89,13 @@ impl Dialect for MySqlDialect {
         &[]
     }
 
+    fn multi_primary_probe(&self) -> Option<&'static str> {
+        Some(
+            "SHOW GLOBAL VARIABLES WHERE (Variable_name = 'wsrep_on' AND Value = 'ON') \
+             OR (Variable_name = 'group_replication_single_primary_mode' AND Value = 'OFF')",
+        )
+    }
+
     fn vacuum_bodies_sql(&self, body_table: &str, outgoing_table: &str) -> Option<String> {
         Some(format!(
             "DELETE b FROM `{body_table}` AS b INNER JOIN `{outgoing_table}` AS o ON b.message_id = o.message_id \

@@ -79,6 +79,10 @@ impl Dialect for PostgresDialect {
         &[]
     }
 
+    fn multi_primary_probe(&self) -> Option<&'static str> {
+        None
+    }
+
     fn vacuum_bodies_sql(&self, _body_table: &str, _outgoing_table: &str) -> Option<String> {
         None
     }

@@ -82,7 +82,7 @@ macro_rules! all_cases {
             notify_flood_is_coalesced_and_wakeups_stay_prompt,
             heartbeat_rows_of_gone_instances_are_deleted,
             sequencer_rolls_back_when_incoming_rows_were_taken,
-
+            multi_primary_check_runs_and_finds_no_cluster,
             fault_sqlite_concurrent_writers,
         );
     };

@@ -307,3 +307,26 @@ pub async fn sequencer_rolls_back_when_incoming_rows_were_taken(db: TestDb) {
     );
     assert_eq!(next_seq, 3);
 }
+
+/// The dialect's check for a multi-primary cluster (Galera, group
+/// replication) is valid SQL for its backend and, on the servers the suite
+/// runs on (none of them a cluster), finds nothing, so `start()` warns of
+/// nothing. PostgreSQL and SQLite have no such check.
+pub async fn multi_primary_check_runs_and_finds_no_cluster(db: TestDb) {
+    let probe = db.dialect.multi_primary_probe();
+    match db.backend {
+        Backend::Postgres | Backend::Sqlite => assert!(probe.is_none()),
+        Backend::MySql => {
+            let probe = probe.expect("MySQL/MariaDB checks for Galera and group replication");
+            let rows = db
+                .db
+                .query_all_raw(Statement::from_string(
+                    db.db.get_database_backend(),
+                    probe.to_owned(),
+                ))
+                .await
+                .unwrap();
+            assert!(rows.is_empty(), "the test server is not a cluster");
+        }
+    }
+}

@@ -45,7 +45,7 @@ pub use fault::{
 };
 pub use handler_timeout::transactional_handler_timeout_bounds_lock_waits_and_stop;
 pub use hostile::{
-    heartbeat_rows_of_gone_instances_are_deleted,
+    heartbeat_rows_of_gone_instances_are_deleted, multi_primary_check_runs_and_finds_no_cluster,
     notify_flood_is_coalesced_and_wakeups_stay_prompt,
     sequencer_rolls_back_when_incoming_rows_were_taken,
 };
