@@ -200,18 +200,9 @@ pub(crate) async fn pool(
         .map_err(|err| format!("cannot connect to {}: {err}", redact(url)).into())
 }
 
-/// The URL without a password, for the log.
+/// The URL without its passwords, for the log.
 pub(crate) fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
+    outbox_core::redact_url(url)
 }
 
 #[cfg(test)]
@@ -227,6 +218,10 @@ mod tests {
         assert_eq!(
             redact("postgres://postgres@127.0.0.1/test"),
             "postgres://postgres@127.0.0.1/test"
+        );
+        assert_eq!(
+            redact("mysql://root@127.0.0.1/test?password=secret"),
+            "mysql://root@127.0.0.1/test?password=***"
         );
     }
 }

@@ -74,20 +74,10 @@ impl From<OutboxError> for Failure {
     }
 }
 
-/// The URL with its password replaced by `***`, for messages.
+/// The URL with its passwords (userinfo and `password=`-style query
+/// parameters) replaced by `***`, for messages.
 pub fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{scheme}://{user}:***@{host}{path}"),
-            None => url.to_owned(),
-        },
-        None => url.to_owned(),
-    }
+    outbox_core::redact_url(url)
 }
 
 /// The dialect for a URL's scheme.
@@ -152,6 +142,14 @@ mod tests {
         assert_eq!(
             redact("postgres://app:s3cret@db:5432/x"),
             "postgres://app:***@db:5432/x"
+        );
+        assert_eq!(
+            redact("postgres://app@db:5432/x?sslmode=disable&Password=s3cret"),
+            "postgres://app@db:5432/x?sslmode=disable&Password=***"
+        );
+        assert_eq!(
+            redact("mysql://root@127.0.0.1/test?pwd=s3cret"),
+            "mysql://root@127.0.0.1/test?pwd=***"
         );
         assert_eq!(
             redact("mysql://root@127.0.0.1/test"),

@@ -50,22 +50,40 @@ async fn main() -> ExitCode {
         Err(err) => {
             // Clap's message, on one line like every other failure.
             let rendered = err.render().to_string();
-            let reason = rendered
+            let mut reason = rendered
                 .lines()
                 .next()
                 .unwrap_or("bad arguments")
-                .trim_start_matches("error: ");
+                .trim_start_matches("error: ")
+                .to_owned();
+            // Clap quotes the argument it refused, which may be a URL.
+            for arg in std::env::args().filter(|arg| arg.contains("://")) {
+                reason = outbox_core::redact_secrets(&reason, &arg);
+            }
             let _ = writeln!(
                 std::io::stderr(),
-                "outbox: error: {reason} (see outbox --help)"
+                "outbox: error: {} (see outbox --help)",
+                render::one_line(&reason)
             );
             return ExitCode::from(2);
         }
     };
+    let url = database_url(&cli);
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
-            let _ = writeln!(std::io::stderr(), "outbox: error: {}", failure.message());
+            // A driver's message may quote the URL, and a database error may
+            // quote stored text: neither a password nor a terminal escape
+            // may reach the operator's screen or log.
+            let message = match &url {
+                Some(url) => outbox_core::redact_secrets(failure.message(), url),
+                None => failure.message().to_owned(),
+            };
+            let _ = writeln!(
+                std::io::stderr(),
+                "outbox: error: {}",
+                render::one_line(&message)
+            );
             ExitCode::from(failure.code())
         }
     }
@@ -77,15 +95,18 @@ struct Output {
     json: Value,
 }
 
-async fn run(cli: Cli) -> Result<(), Failure> {
-    let url = cli
-        .database_url
+/// The URL from `--database-url` or `DATABASE_URL`.
+fn database_url(cli: &Cli) -> Option<String> {
+    cli.database_url
         .clone()
         .or_else(|| std::env::var("DATABASE_URL").ok())
         .filter(|url| !url.trim().is_empty())
-        .ok_or_else(|| {
-            Failure::Usage("no database url: pass --database-url or set DATABASE_URL".into())
-        })?;
+}
+
+async fn run(cli: Cli) -> Result<(), Failure> {
+    let url = database_url(&cli).ok_or_else(|| {
+        Failure::Usage("no database url: pass --database-url or set DATABASE_URL".into())
+    })?;
     let dialect = connect::dialect_for(&url)?;
     // Check what needs no connection before making one.
     let scope_check = match &cli.command {

@@ -23,9 +23,10 @@ impl Table {
         }
     }
 
-    /// Adds a row.
+    /// Adds a row; its cells are escaped for the terminal (they hold data).
     pub fn row(&mut self, cells: Vec<String>) {
-        self.rows.push(cells);
+        self.rows
+            .push(cells.iter().map(|cell| one_line(cell)).collect());
     }
 
     /// Whether no row was added.
@@ -59,6 +60,45 @@ impl Table {
         }
         out
     }
+}
+
+/// Whether a character must not reach a terminal as it is: control
+/// characters (ESC starts a terminal escape, CR overwrites the line, BEL,
+/// DEL, the C1 codes such as CSI) and the bidirectional controls that make
+/// text show in another order than it is stored.
+fn is_unsafe(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+fn escape(text: &str, keep: &[char]) -> String {
+    if !text.chars().any(is_unsafe) {
+        return text.to_owned();
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            c if keep.contains(&c) => out.push(c),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if is_unsafe(c) => out.push_str(&format!("\\u{{{:x}}}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Text from the database (or a driver's error) made safe for a terminal,
+/// on one line: control characters written as `\n`, `\r`, `\t` or `\u{1b}`.
+pub fn one_line(text: &str) -> String {
+    escape(text, &[])
+}
+
+/// Like [`one_line`] but keeping line breaks and tabs, for a payload shown
+/// on lines of its own.
+pub fn multi_line(text: &str) -> String {
+    escape(text, &['\n', '\t'])
 }
 
 /// `1 dead letter`, `2 dead letters`.
@@ -332,7 +372,8 @@ pub fn letter_json(l: &DeadLetter) -> Value {
     value
 }
 
-/// One letter in full, one field per line.
+/// One letter in full, one field per line; text from the database is
+/// escaped for the terminal.
 pub fn letter_text(l: &DeadLetter) -> String {
     let time = |ms: Option<i64>| ms.map_or_else(dash, format_time);
     let mut lines = vec![
@@ -340,14 +381,16 @@ pub fn letter_text(l: &DeadLetter) -> String {
         format!("status:        {}", l.status),
         format!(
             "queue:         {} (partition {}, seq {})",
-            l.queue, l.partition, l.seq
+            one_line(&l.queue),
+            l.partition,
+            l.seq
         ),
         format!("message id:    {}", l.message_id),
-        format!("payload type:  {}", l.payload_type),
+        format!("payload type:  {}", one_line(&l.payload_type)),
         format!("enqueued at:   {}", format_time(l.created_at_ms)),
         format!("failed at:     {}", format_time(l.failed_at_ms)),
         format!("attempts:      {}", l.attempts),
-        format!("last error:    {}", l.last_error),
+        format!("last error:    {}", one_line(&l.last_error)),
         format!("claim until:   {}", time(l.deadline_ms)),
         format!("completed at:  {}", time(l.completed_at_ms)),
     ];
@@ -356,11 +399,15 @@ pub fn letter_text(l: &DeadLetter) -> String {
     } else {
         lines.push("headers:".to_owned());
         for (name, value) in &l.headers {
-            lines.push(format!("  {name}: {value}"));
+            lines.push(format!("  {}: {}", one_line(name), one_line(value)));
         }
     }
     match std::str::from_utf8(&l.payload) {
-        Ok(text) => lines.push(format!("payload ({} bytes):\n{text}", l.payload.len())),
+        Ok(text) => lines.push(format!(
+            "payload ({} bytes):\n{}",
+            l.payload.len(),
+            multi_line(text)
+        )),
         Err(_) => lines.push(format!(
             "payload ({} bytes, hex):\n{}",
             l.payload.len(),
@@ -416,6 +463,23 @@ mod tests {
         let mut t = Table::new(&["A", "LONGER"]);
         t.row(vec!["wide cell".into(), "x".into()]);
         assert_eq!(t.render(), "A          LONGER\nwide cell  x");
+    }
+
+    #[test]
+    fn control_characters_are_escaped() {
+        let hostile = "a\u{1b}[2Jb\rc\u{7}\u{9b}31m\u{202e}d\u{7f}\te\nf";
+        assert_eq!(
+            one_line(hostile),
+            "a\\u{1b}[2Jb\\rc\\u{7}\\u{9b}31m\\u{202e}d\\u{7f}\\te\\nf"
+        );
+        assert_eq!(
+            multi_line(hostile),
+            "a\\u{1b}[2Jb\\rc\\u{7}\\u{9b}31m\\u{202e}d\\u{7f}\te\nf"
+        );
+        assert_eq!(one_line("plain \\ text, é"), "plain \\ text, é");
+        let mut t = Table::new(&["A"]);
+        t.row(vec!["x\u{1b}]0;title\u{7}".into()]);
+        assert_eq!(t.render(), "A\nx\\u{1b}]0;title\\u{7}");
     }
 
     #[test]

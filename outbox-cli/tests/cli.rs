@@ -110,8 +110,10 @@ impl Env {
         if sqlite_path.is_none()
             && let Err(err) = Database::connect(url.as_str()).await
         {
-            let line =
-                format!("!!! SKIPPING {case} on {backend:?}: cannot connect to {url}: {err}");
+            let line = format!(
+                "!!! SKIPPING {case} on {backend:?}: cannot connect to {}: {err}",
+                outbox_core::redact_url(&url)
+            );
             assert!(!required(), "{line} (OUTBOX_REQUIRE_ALL_BACKENDS=1)");
             eprintln!("{line}");
             return None;
@@ -509,4 +511,221 @@ fn bad_url_and_unreachable_server_exit_non_zero_with_one_line() {
         &[],
     )
     .fails(3, "cannot connect");
+}
+
+/// Rejects every message with a reason full of terminal escapes.
+#[derive(Clone, Default)]
+struct Hostile;
+
+/// A reason that would clear the screen, recolour it, retitle the window
+/// and ring the bell if printed raw.
+const HOSTILE_REASON: &str = "refused \u{1b}[2J\u{1b}[31mred\r\u{7} \u{9b}1m\u{202e}desrever";
+
+#[async_trait::async_trait]
+impl LeasedMessageHandler for Hostile {
+    async fn handle(&self, _message: &Delivery) -> Outcome {
+        Outcome::reject(HOSTILE_REASON)
+    }
+}
+
+/// Whether `c` may reach a terminal as it is.
+fn is_unsafe(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Asserts that human output holds no control character but line breaks.
+fn assert_printable(what: &str, text: &str) {
+    let raw: Vec<char> = text
+        .chars()
+        .filter(|c| *c != '\n' && is_unsafe(*c))
+        .collect();
+    assert!(
+        raw.is_empty(),
+        "{what} prints control characters raw: {raw:?} in {text:?}"
+    );
+    assert!(
+        text.contains("\\u{1b}"),
+        "{what} does not show the escape as \\u{{1b}}: {text:?}"
+    );
+}
+
+async fn hostile_text_is_escaped_in_human_output(backend: Backend, case: &str) {
+    let Some(env) = Env::new(backend, case).await else {
+        return;
+    };
+    env.ok(&["migrate"]);
+    let db = env.db().await;
+    let handle = env
+        .builder(db.clone())
+        .queue(Queue::leased("orders", 2, EachMessage(Hostile)))
+        .start()
+        .await
+        .unwrap();
+    let payload = "first line\n\u{1b}]0;pwned\u{7}second line\r\u{9b}31m\u{7f}";
+    let header = "abc\u{1b}[5mblink\u{1b}[0m";
+    let txn = db.begin().await.unwrap();
+    handle
+        .outbox()
+        .enqueue(
+            &txn,
+            "orders",
+            0u32,
+            Message::new("OrderPlaced", payload.as_bytes().to_vec()).header("trace", header),
+        )
+        .await
+        .unwrap();
+    txn.commit().await.unwrap();
+    handle.outbox().notify();
+    let admin = OutboxAdmin::new(db.clone(), env.dialect.clone(), &env.prefix).unwrap();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while admin
+        .dead_letters()
+        .count(&DeadLetterScope::all())
+        .await
+        .unwrap()
+        < 1
+    {
+        assert!(tokio::time::Instant::now() < deadline, "no dead letter");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    handle.stop().await;
+
+    // Partition 1 as a live instance with a hostile name would leave it:
+    // leased and blocked in retry with a hostile error.
+    let owner = "worker\u{1b}[8mhidden";
+    let now_ms = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap();
+    let backend_kind = db.get_database_backend();
+    let p = |n: usize| match backend {
+        Backend::Postgres => format!("${n}"),
+        _ => "?".to_owned(),
+    };
+    db.execute_raw(outbox_core::sea_orm::Statement::from_sql_and_values(
+        backend_kind,
+        format!(
+            "UPDATE {}partition SET lease_owner = {}, lease_until = {}, attempts = 2, \
+             last_error = {}, retry_at = {} WHERE queue_name = 'orders' AND partition_no = 1",
+            env.prefix,
+            p(1),
+            p(2),
+            p(3),
+            p(4)
+        ),
+        [
+            owner.into(),
+            (now_ms + 3_600_000).into(),
+            HOSTILE_REASON.into(),
+            (now_ms + 3_600_000).into(),
+        ],
+    ))
+    .await
+    .unwrap();
+
+    let list = env.ok(&["dead-letters", "list"]).stdout;
+    assert_printable("dead-letters list", &list);
+    let letters = env.ok(&["dead-letters", "list", "--json"]).json();
+    let letter = &letters["letters"][0];
+    assert_eq!(letter["last_error"], HOSTILE_REASON);
+    let id = letter["id"].as_i64().unwrap().to_string();
+    let shown = env.ok(&["dead-letters", "show", &id]).stdout;
+    assert_printable("dead-letters show", &shown);
+    assert!(
+        shown.contains("first line\n\\u{1b}]0;pwned\\u{7}second line\\r"),
+        "the payload's line break is kept, its escapes shown: {shown}"
+    );
+    let shown = env.ok(&["dead-letters", "show", &id, "--json"]).json();
+    assert_eq!(shown["payload_utf8"], payload);
+    assert_eq!(shown["headers"]["trace"], header);
+    assert_eq!(shown["last_error"], HOSTILE_REASON);
+    let stats = env.ok(&["stats", "--all"]).stdout;
+    assert_printable("stats", &stats);
+    assert!(stats.contains("worker\\u{1b}[8mhidden"), "{stats}");
+    let stats = env.ok(&["stats", "--json"]).json();
+    let partition = &stats["queues"][0]["partitions"][1];
+    assert_eq!(partition["lease_owner"], owner);
+    assert_eq!(partition["last_error"], HOSTILE_REASON);
+    env.cleanup(db).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_text_is_escaped_in_human_output_on_postgres() {
+    hostile_text_is_escaped_in_human_output(
+        Backend::Postgres,
+        "hostile_text_is_escaped_in_human_output_on_postgres",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_text_is_escaped_in_human_output_on_mysql() {
+    hostile_text_is_escaped_in_human_output(
+        Backend::MySql,
+        "hostile_text_is_escaped_in_human_output_on_mysql",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_text_is_escaped_in_human_output_on_sqlite() {
+    hostile_text_is_escaped_in_human_output(
+        Backend::Sqlite,
+        "hostile_text_is_escaped_in_human_output_on_sqlite",
+    )
+    .await;
+}
+
+/// No password in a URL, in its userinfo or in a query parameter (any
+/// case, percent-encoded), reaches stdout or stderr, whatever fails: an
+/// unreachable server (the driver's error and ours), an unsupported scheme,
+/// a URL where clap expects something else. The runs go in parallel: each
+/// unreachable one waits out the 5 s connect timeout.
+#[test]
+fn passwords_never_reach_the_output() {
+    let urls = [
+        "postgres://postgres@127.0.0.1:1/test?password=secret",
+        "postgres://postgres@127.0.0.1:1/test?sslmode=disable&PASSWORD=secret",
+        "postgres://postgres:secret@127.0.0.1:1/test",
+        "postgres://postgres@127.0.0.1:1/test?pass%77ord=secret",
+        "mysql://root@127.0.0.1:1/test?password=secret",
+        "mysql://root@127.0.0.1:1/test?pwd=secret",
+        "mysql://root:secret@127.0.0.1:1/test",
+        "redis://u:secret@127.0.0.1/0?pass=secret",
+    ];
+    // Arguments, and environment variables.
+    type Invocation<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>);
+    let mut runs: Vec<Invocation> = Vec::new();
+    for url in urls {
+        runs.push((vec!["--database-url", url, "dead-letters", "list"], vec![]));
+        runs.push((vec!["stats"], vec![("DATABASE_URL", url)]));
+    }
+    // Clap quotes the argument it refuses.
+    runs.push((
+        vec!["--database-url", "postgres://h/db", "stats", urls[0]],
+        vec![],
+    ));
+    runs.push((
+        vec!["--database-url", "postgres://h/db", "stats", urls[2]],
+        vec![],
+    ));
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = runs
+            .iter()
+            .map(|(args, env)| scope.spawn(move || (args, outbox(args, env))))
+            .collect();
+        for handle in handles {
+            let (args, run) = handle.join().unwrap();
+            assert_ne!(run.code, 0, "{args:?}");
+            assert!(
+                !run.stdout.contains("secret") && !run.stderr.contains("secret"),
+                "{args:?} printed a password: stdout {:?} stderr {:?}",
+                run.stdout,
+                run.stderr
+            );
+        }
+    });
 }

@@ -316,6 +316,7 @@ impl OutboxBuilder {
                 .await
                 .map_err(|e| crate::db_error(dialect.as_ref(), e))?;
         }
+        warn_if_multi_primary(&self.db, dialect.as_ref()).await;
         check_schema(&self.db, dialect.as_ref(), &tables).await?;
         crate::repartition::check(&self.db, dialect.as_ref(), &tables, &self.queues).await?;
         let incarnation = if self.run_workers {
@@ -457,6 +458,38 @@ impl OutboxBuilder {
             }
         }
         Ok(OutboxHandle::new(Outbox { shared }, stop, tasks))
+    }
+}
+
+/// Galera and multi-primary group replication take row locks on one node
+/// only (conflicts surface at commit, as certification failures), so two
+/// instances writing through two nodes could both hold a partition. One
+/// writer node is safe and a start-up check cannot see which node the other
+/// instances use: warn rather than refuse.
+async fn warn_if_multi_primary(db: &DatabaseConnection, dialect: &dyn Dialect) {
+    let Some(probe) = dialect.multi_primary_probe() else {
+        return;
+    };
+    let rows = match db
+        .query_all_raw(sea_orm::Statement::from_string(dialect.backend(), probe))
+        .await
+    {
+        Ok(rows) => rows,
+        Err(err) => {
+            tracing::debug!(error = %err, "outbox could not check for a multi-primary cluster");
+            return;
+        }
+    };
+    for row in rows {
+        let setting: String = row.try_get("", "Variable_name").unwrap_or_default();
+        let value: String = row.try_get("", "Value").unwrap_or_default();
+        tracing::warn!(
+            setting = %setting,
+            value = %value,
+            "outbox: this server is one of several primaries, whose row locks do not see each other; \
+             run every outbox instance against one writer node, or order per partition and \
+             transactional exactly-once can break (see the guide: Galera and multi-primary MySQL)"
+        );
     }
 }
 

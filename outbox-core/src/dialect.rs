@@ -104,6 +104,14 @@ pub trait Dialect: Send + Sync + Debug + 'static {
     /// Statements run once when the outbox starts (SQLite: WAL journal).
     fn startup_statements(&self) -> &'static [&'static str];
 
+    /// A query run at start that returns one row (`Variable_name`, `Value`)
+    /// for each server setting saying this server is one of several
+    /// primaries whose row locks do not see each other (MySQL/MariaDB:
+    /// Galera's `wsrep_on=ON`, group replication's
+    /// `group_replication_single_primary_mode=OFF`); `start()` logs a
+    /// warning for each. `None` where the backend has no such mode.
+    fn multi_primary_probe(&self) -> Option<&'static str>;
+
     /// A statement that sends a notification inside the current transaction,
     /// delivered on commit, with the channel bound as the first parameter and
     /// the payload as the second (PostgreSQL: `SELECT pg_notify($1, $2)`);

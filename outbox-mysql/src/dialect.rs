@@ -89,6 +89,13 @@ impl Dialect for MySqlDialect {
         &[]
     }
 
+    fn multi_primary_probe(&self) -> Option<&'static str> {
+        Some(
+            "SHOW GLOBAL VARIABLES WHERE (Variable_name = 'wsrep_on' AND Value = 'ON') \
+             OR (Variable_name = 'group_replication_single_primary_mode' AND Value = 'OFF')",
+        )
+    }
+
     fn notify_sql(&self) -> Option<&'static str> {
         None
     }

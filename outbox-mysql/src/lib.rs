@@ -9,7 +9,7 @@
 //! | wakeups | in-process after commit, plus polling |
 //! | handler timeout | on the server too: the session's `innodb_lock_wait_timeout` (whole seconds) and MariaDB's `max_statement_time` around a transactional handler, restored after it (MySQL bounds lock waits only) |
 //! | minimum version | MySQL 8.0.1, MariaDB 10.6 |
-//! | known limits | indexes are declared inside `CREATE TABLE` (MySQL has no `CREATE INDEX IF NOT EXISTS`) |
+//! | known limits | indexes are declared inside `CREATE TABLE` (MySQL has no `CREATE INDEX IF NOT EXISTS`) ; on Galera or multi-primary group replication, row locks are per node: run every instance against one writer node (`start()` warns when `wsrep_on=ON`) |
 //!
 //! ```no_run
 //! # async fn example(db: outbox_core::DatabaseConnection) -> Result<(), outbox_core::OutboxError> {

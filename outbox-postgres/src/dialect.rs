@@ -79,6 +79,10 @@ impl Dialect for PostgresDialect {
         &[]
     }
 
+    fn multi_primary_probe(&self) -> Option<&'static str> {
+        None
+    }
+
     fn notify_sql(&self) -> Option<&'static str> {
         Some(notify::NOTIFY_SQL)
     }

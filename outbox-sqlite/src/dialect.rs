@@ -74,6 +74,10 @@ impl Dialect for SqliteDialect {
         &["PRAGMA journal_mode=WAL"]
     }
 
+    fn multi_primary_probe(&self) -> Option<&'static str> {
+        None
+    }
+
     fn notify_sql(&self) -> Option<&'static str> {
         None
     }

@@ -77,8 +77,10 @@ impl TestDb {
         let db = match pool(&url).await {
             Ok(db) => db,
             Err(err) => {
-                let line =
-                    format!("!!! SKIPPING {case} on {backend:?}: cannot connect to {url}: {err}");
+                let line = format!(
+                    "!!! SKIPPING {case} on {backend:?}: cannot connect to {}: {err}",
+                    outbox_core::redact_url(&url)
+                );
                 assert!(!required(), "{line} (OUTBOX_REQUIRE_ALL_BACKENDS=1)");
                 loud(&line);
                 return None;

@@ -86,6 +86,10 @@ macro_rules! all_cases {
             fault_flaky_handler_delays_only_its_partition,
             fault_poison_message_under_load,
             fault_long_transaction_held_open_during_load,
+            notify_flood_is_coalesced_and_wakeups_stay_prompt,
+            heartbeat_rows_of_gone_instances_are_deleted,
+            sequencer_rolls_back_when_incoming_rows_were_taken,
+            multi_primary_check_runs_and_finds_no_cluster,
             fault_sqlite_concurrent_writers,
         );
     };

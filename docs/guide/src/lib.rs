@@ -19,7 +19,7 @@
 //!    `Migrator`, table prefixes, upgrades and dropping.
 //! 4. [Operating](operating): stats, events, dead letters, the `outbox` CLI,
 //!    vacuum, several instances, graceful stop, LISTEN/NOTIFY and PgBouncer,
-//!    producer-only instances.
+//!    producer-only instances, Galera and multi-primary MySQL.
 //! 5. [Tuning](tuning): the benchmark's figures, what bounds each, and the
 //!    knobs.
 //! 6. [Relays and trace propagation](relays_and_tracing): ready-made broker

@@ -86,7 +86,7 @@ impl Config {
         let database_url = get("DATABASE_URL", DEFAULT_DATABASE_URL);
         let backend = Backend::from_url(&database_url).ok_or_else(|| ConfigError {
             name: "DATABASE_URL",
-            value: database_url.clone(),
+            value: outbox_core::redact_url(&database_url),
             reason: "use a sqlite://, postgres:// or mysql:// URL".into(),
         })?;
 
@@ -208,6 +208,8 @@ mod tests {
         assert_eq!(my.backend, Backend::MySql);
         let err = config(&[("DATABASE_URL", "redis://h")]).unwrap_err();
         assert_eq!(err.name, "DATABASE_URL");
+        let err = config(&[("DATABASE_URL", "redis://u:secret@h/0?password=secret")]).unwrap_err();
+        assert!(!err.to_string().contains("secret"), "{err}");
     }
 
     #[test]

@@ -37,6 +37,9 @@ use crate::worker::{Shutdown, error_backoff};
 pub const HEARTBEAT: Duration = Duration::from_secs(1);
 /// How long a heartbeat counts an instance as alive.
 pub const HEARTBEAT_TTL: Duration = Duration::from_secs(3);
+/// A heartbeat row that ran out this long ago belongs to an instance that
+/// is gone (killed, never stopped); the next beat of any instance deletes it.
+pub const HEARTBEAT_FORGET: Duration = Duration::from_secs(60);
 
 /// This instance's view of the membership and of the leases it holds.
 pub(crate) struct Ownership {
@@ -302,6 +305,18 @@ async fn beat(shared: &Shared, owner: &str, incarnation: i64) -> Result<(), Outb
         .ownership
         .live_instances
         .store(usize::try_from(live).unwrap_or(1).max(1), Ordering::Relaxed);
+    // An instance that was killed never deletes its row, and nobody else
+    // would: rows would pile up with every crash or rolling deploy under
+    // fresh names. One statement on a table with a row per instance; when
+    // nothing is that old it deletes (and on PostgreSQL writes) nothing.
+    let forget = Query::delete()
+        .from_table(shared.tables.instance.clone())
+        .and_where(
+            Expr::col("heartbeat_until")
+                .lt(shared.dialect.now_millis().sub(millis(HEARTBEAT_FORGET))),
+        )
+        .to_owned();
+    shared.db.execute(&forget).await.map_err(err)?;
     Ok(())
 }
 

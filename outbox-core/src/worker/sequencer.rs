@@ -188,7 +188,20 @@ impl Sequencer {
                 .from_table(t.incoming.clone())
                 .and_where(Expr::col("id").is_in(chunk.iter().map(|(id, ..)| *id)))
                 .to_owned();
-            txn.execute(&delete).await.map_err(err)?;
+            let deleted = txn.execute(&delete).await.map_err(err)?.rows_affected();
+            if deleted != chunk.len() as u64 {
+                // Another transaction deleted some of these rows after step 3
+                // read them: whoever did owns those messages, and writing
+                // their outgoing rows too would deliver them twice. Nothing
+                // of this pass is kept; the next pass sees what is left.
+                tracing::warn!(
+                    read = chunk.len(),
+                    deleted,
+                    "outbox sequencer found incoming rows taken by another transaction; pass rolled back"
+                );
+                txn.rollback().await.map_err(err)?;
+                return Ok(Pass::Contended);
+            }
         }
         let touched: Vec<i64> = moved
             .iter()

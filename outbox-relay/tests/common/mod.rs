@@ -41,7 +41,10 @@ fn required() -> bool {
 /// harness hides the captured output of passing tests), or a panic under
 /// `OUTBOX_REQUIRE_ALL_BACKENDS=1`.
 pub fn skip(test: &str, url: &str, err: impl std::fmt::Display) {
-    let line = format!("!!! SKIPPING {test} : cannot connect to {url}: {err}");
+    let line = format!(
+        "!!! SKIPPING {test} : cannot connect to {}: {err}",
+        outbox_core::redact_url(url)
+    );
     assert!(!required(), "{line} (OUTBOX_REQUIRE_ALL_BACKENDS=1)");
     note(&line);
 }

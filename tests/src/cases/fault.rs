@@ -14,6 +14,7 @@
 
 mod check;
 mod load;
+mod schedule;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -31,6 +32,7 @@ use outbox_core::{
 
 use self::check::{assert_clean, drain};
 use self::load::{Load, LoadPlan, SideWriter, create_ledger, drop_tables};
+use self::schedule::{FailureSchedule, coin, seed};
 use crate::cases::process::{Workers, create_side_table, now_us, spawn_worker_with};
 use crate::{Backend, Recorder, TestDb};
 
@@ -64,6 +66,19 @@ async fn side_count(db: &TestDb, filter: &str) -> i64 {
         db.table("side")
     ))
     .await
+}
+
+/// Waits until the load's ledger holds at least `at_least` rows matching
+/// `filter`, so a case's "enough load" precondition does not depend on how
+/// fast the machine was.
+async fn wait_for_ledger(db: &TestDb, filter: &str, at_least: i64) {
+    let sql = format!("SELECT COUNT(*) AS n FROM {} {filter}", db.table("sent"));
+    wait_for(
+        &format!("the load has sent {at_least} messages ({filter})"),
+        Duration::from_secs(60),
+        || async { db.scalar(&sql).await >= at_least },
+    )
+    .await;
 }
 
 fn skip(case: &str, backend: Backend, why: &str) {
@@ -143,6 +158,8 @@ pub async fn fault_worker_killed_repeatedly_under_load(db: TestDb) {
         || async { side_count(&db, &filter).await >= before + 10 },
     )
     .await;
+    // However fast the kills went, the load goes on until it sent enough.
+    wait_for_ledger(&db, "", 200).await;
     let report = load.stop().await;
     producer.outbox().notify();
     let counts = drain(&db, "q", DRAIN).await;
@@ -411,6 +428,8 @@ struct Flaky {
     side: SideWriter,
     /// Partition 0's head fails until this is set.
     release: Arc<AtomicBool>,
+    /// Which calls of partitions 1 to 3 fail.
+    schedule: FailureSchedule,
     calls: Arc<[AtomicU32; 4]>,
     failures: Arc<[AtomicU32; 4]>,
     hang: Duration,
@@ -423,9 +442,7 @@ impl TransactionalHandler for Flaky {
         let call = self.calls[p].fetch_add(1, Ordering::Relaxed) + 1;
         let fail = match p {
             0 => !self.release.load(Ordering::Relaxed),
-            1 => call.is_multiple_of(8),
-            2 => call.is_multiple_of(5),
-            _ => call.is_multiple_of(3),
+            _ => self.schedule.fails(p, call),
         };
         if fail {
             self.failures[p].fetch_add(1, Ordering::Relaxed);
@@ -450,9 +467,11 @@ impl TransactionalHandler for Flaky {
 
 /// One transactional queue, four partitions, a steady load. Partition 0's
 /// head fails (a retry) until partitions 1 to 3 have delivered everything
-/// sent to them; meanwhile partition 1's handler panics every 8th call,
-/// partition 2's hangs past its 200 ms timeout every 5th, partition 3's
-/// returns an error every 3rd. A partition stuck in retry must not delay the
+/// sent to them; meanwhile partition 1's handler panics on its first call
+/// and on one call in every 8 after, partition 2's hangs past its 200 ms
+/// timeout on its first and one in every 5, partition 3's returns an error
+/// on its first and one in every 3 (which calls: a seeded schedule, see
+/// `schedule.rs`; every partition fails at least once whatever the timing). A partition stuck in retry must not delay the
 /// others (if it did, they would never finish and the case would time out),
 /// the failures count as retries (attempts on partition 0's row), and once
 /// partition 0 recovers everything arrives in order, exactly once.
@@ -468,6 +487,7 @@ pub async fn fault_flaky_handler_delays_only_its_partition(db: TestDb) {
     let handler = Flaky {
         side: SideWriter::new(&db, "w"),
         release: Arc::new(AtomicBool::new(false)),
+        schedule: FailureSchedule::new(seed(CASE), &[0, 8, 5, 3]),
         calls: Arc::new(Default::default()),
         failures: Arc::new(Default::default()),
         hang: Duration::from_secs(2),
@@ -547,12 +567,16 @@ pub async fn fault_flaky_handler_delays_only_its_partition(db: TestDb) {
         .iter()
         .map(|c| c.load(Ordering::Relaxed))
         .collect();
+    let scheduled: Vec<Vec<u32>> = (1..4)
+        .map(|p| handler.schedule.failing(p, calls[p]))
+        .collect();
     assert_clean(
         CASE,
         &db,
         &counts,
         &format!(
             ", handler calls per partition {calls:?}, failures (retry, panic, hang, error) {failures:?}, \
+             failing calls of partitions 1-3 {scheduled:?}, \
              partition 0 attempts when the others were done {stuck_attempts}, \
              partitions 1-3 done {} ms after the last commit, producer transactions failed {}",
             others_done_after.as_millis(),
@@ -566,18 +590,26 @@ pub async fn fault_flaky_handler_delays_only_its_partition(db: TestDb) {
     drop_tables(&db, &["sent"]).await;
 }
 
-/// Rejects half of the poison messages at once and keeps failing the other
-/// half until the retry policy gives up; writes the rest to the side table.
+/// Rejects about half of the poison messages at once and keeps failing the
+/// others until the retry policy gives up (which: a seeded coin on the
+/// message's partition and seq); writes the rest to the side table.
 #[derive(Clone)]
 struct PoisonAware {
     side: SideWriter,
+    seed: u64,
 }
 
 #[async_trait::async_trait]
 impl TransactionalMessageHandler for PoisonAware {
     async fn handle(&self, txn: &DatabaseTransaction, message: &Delivery) -> Outcome {
         if message.payload_type == "poison" {
-            return if message.message_id.as_bytes()[15].is_multiple_of(2) {
+            let partition: u64 = message
+                .headers
+                .get("partition")
+                .and_then(|p| p.parse().ok())
+                .expect("the load sets a partition header");
+            let key = partition << 40 | message.seq.unsigned_abs();
+            return if coin(self.seed, key) {
                 Outcome::reject("poison: cannot be parsed")
             } else {
                 Outcome::Retry {
@@ -624,6 +656,7 @@ pub async fn fault_poison_message_under_load(db: TestDb) {
                 4,
                 EachMessage(PoisonAware {
                     side: SideWriter::new(&db, "w"),
+                    seed: seed(CASE),
                 }),
             )
             .retry(
@@ -647,6 +680,8 @@ pub async fn fault_poison_message_under_load(db: TestDb) {
         },
     );
     tokio::time::sleep(load_for).await;
+    // At least four poison messages, however slow the producer was.
+    wait_for_ledger(&db, "WHERE poison = 1", 4).await;
     let report = load.stop().await;
     handle.outbox().notify();
     let counts = drain(&db, "q", DRAIN).await;

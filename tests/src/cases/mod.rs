@@ -8,6 +8,7 @@ mod event;
 mod failure;
 mod fault;
 mod handler_timeout;
+mod hostile;
 mod instance_name;
 mod lease_hooks;
 mod leased;
@@ -47,6 +48,11 @@ pub use fault::{
     fault_sqlite_concurrent_writers, fault_worker_killed_repeatedly_under_load,
 };
 pub use handler_timeout::transactional_handler_timeout_bounds_lock_waits_and_stop;
+pub use hostile::{
+    heartbeat_rows_of_gone_instances_are_deleted, multi_primary_check_runs_and_finds_no_cluster,
+    notify_flood_is_coalesced_and_wakeups_stay_prompt,
+    sequencer_rolls_back_when_incoming_rows_were_taken,
+};
 pub use instance_name::{
     duplicate_instance_name_is_refused_at_start,
     instance_whose_name_is_taken_while_running_stands_down,
