@@ -72,6 +72,11 @@ macro_rules! all_cases {
             fault_poison_message_under_load,
             fault_long_transaction_held_open_during_load,
             fault_sqlite_concurrent_writers,
+            blocked_partition_does_not_stall_other_partitions,
+            rejects_beyond_the_parameter_limit_are_all_dead_lettered,
+            control_bytes_and_long_reasons_are_stored_sanitized,
+            twenty_mib_of_dead_letters_are_recorded_in_chunks,
+            unrecordable_outcome_blocks_the_partition_and_backs_off,
         );
     };
 }
