@@ -19,6 +19,7 @@ use crate::error::{DbErrorKind, OutboxError};
 use crate::message::Message;
 use crate::partition::PartitionKey;
 use crate::queue::Queue;
+use crate::statement_limits::statement_chunks;
 use crate::table::Tables;
 
 /// Rows per multi-row INSERT; keeps every backend under its bind-parameter limit.
@@ -150,7 +151,8 @@ impl Outbox {
     }
 
     /// Enqueues several messages to one queue with one multi-row INSERT per
-    /// table (per 1,000 messages). Messages to one partition keep the order
+    /// table (per 1,000 messages, or fewer where large payloads would exceed
+    /// the backend's statement size). Messages to one partition keep the order
     /// they have here. Returns their ids in the same order.
     ///
     /// # Errors
@@ -219,7 +221,18 @@ impl Outbox {
 
         let span = tracing::debug_span!("outbox.enqueue", queue, count = rows.len());
         async {
-            for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            // Within the backend's parameter and packet limits: many
+            // messages, or a few large ones, take several statements.
+            let chunks = statement_chunks(
+                &rows,
+                shared.dialect.statement_limits(),
+                ROWS_PER_STATEMENT,
+                5,
+                |(_, _, message, headers)| {
+                    message.payload.len() + message.payload_type.len() + headers.len()
+                },
+            );
+            for chunk in chunks {
                 let mut body = Query::insert();
                 body.into_table(shared.tables.body.clone()).columns([
                     "message_id",

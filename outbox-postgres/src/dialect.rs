@@ -1,7 +1,7 @@
 //! The PostgreSQL dialect.
 
 use outbox_core::sea_orm;
-use outbox_core::{ColumnKind, DbErrorKind, Dialect, WakeupListener};
+use outbox_core::{ColumnKind, DbErrorKind, Dialect, StatementLimits, WakeupListener};
 use sea_orm::sea_query::{ColumnType, Expr, LockType, StringLen};
 use sea_orm::{DatabaseConnection, DbBackend, DbErr, TransactionOptions};
 
@@ -56,6 +56,12 @@ impl Dialect for PostgresDialect {
 
     fn relaxed_commit(&self) -> Option<&'static str> {
         Some("SET LOCAL synchronous_commit = off")
+    }
+
+    /// PostgreSQL counts bind parameters in 16 bits (65,535); a message may
+    /// be up to 1 GiB, so the byte budget only keeps statements reasonable.
+    fn statement_limits(&self) -> StatementLimits {
+        StatementLimits::new(65_535, 256 * 1024 * 1024)
     }
 
     fn startup_statements(&self) -> &'static [&'static str] {
