@@ -412,6 +412,8 @@ impl OutboxBuilder {
                         shutdown: shutdown.clone(),
                         config: config.clone(),
                         lease: None,
+                        unsettled: None,
+                        unrecorded: 0,
                     };
                     tasks.push(tokio::spawn(worker.run()));
                 }

@@ -6,6 +6,8 @@
 //! operator's terminal through the CLI), or megabytes. Every place that
 //! writes such a text to a table passes it through [`stored_reason`].
 
+use std::error::Error;
+
 /// Longest reason stored, in bytes of UTF-8, marker included.
 pub(crate) const MAX_REASON_BYTES: usize = 4096;
 
@@ -39,6 +41,18 @@ pub(crate) fn stored_reason(text: &str) -> String {
     out
 }
 
+/// An error and its sources, joined with `": "`, as one line to store.
+pub(crate) fn error_chain(err: &dyn Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -69,5 +83,17 @@ mod tests {
         assert_eq!(stored_reason(&exact), exact);
         let over = "x".repeat(MAX_REASON_BYTES + 1);
         assert!(stored_reason(&over).len() <= MAX_REASON_BYTES);
+    }
+
+    #[test]
+    fn error_chain_joins_sources() {
+        let inner = std::io::Error::other("disk full");
+        let outer = crate::OutboxError::Json(serde_json::Error::io(inner));
+        let chain = error_chain(&outer);
+        assert!(
+            chain.starts_with("json payload could not be encoded or decoded: "),
+            "{chain}"
+        );
+        assert!(chain.contains("disk full"), "{chain}");
     }
 }
