@@ -190,6 +190,7 @@ impl PartitionWorker {
         };
         if let Some(delay) = state.backoff() {
             txn.rollback().await.map_err(|e| shared.db_error(e))?;
+            shared.processor_released();
             return Ok(Step::Backoff(delay));
         }
         let messages = if state.has_work() {
@@ -206,6 +207,7 @@ impl PartitionWorker {
         };
         if messages.is_empty() {
             txn.commit().await.map_err(|e| shared.db_error(e))?;
+            shared.processor_released();
             return Ok(Step::Idle);
         }
         let batch = self.batch(&state, messages);
@@ -274,6 +276,7 @@ impl PartitionWorker {
                 .await);
         }
         self.unrecorded = 0;
+        shared.processor_released();
         if let Some(lease) = self.lease.as_mut() {
             lease.expires = ack_started + self.queue.lease;
         }
