@@ -124,6 +124,11 @@ pub async fn blocked_partition_does_not_stall_other_partitions(db: TestDb) {
                 received_on(&rec, 0).is_empty(),
                 "partition 0 was meant to be blocked"
             );
+            eprintln!(
+                "blocked partition on {:?}: {} of {others} messages on partitions 1-7 handled while partition 0 was blocked",
+                db.backend,
+                delivered()
+            );
             handle
         }
         Backend::Sqlite => {

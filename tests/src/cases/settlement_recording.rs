@@ -17,13 +17,15 @@ use super::PATIENCE;
 use super::dead_letter::admin;
 use crate::{Backend, TestDb, wait_until};
 
-/// A per-message policy written once for both modes: `decide` gives each
-/// message's outcome from its payload and how often it was handled.
+/// Gives a message's outcome from its payload and how often it was handled.
+type Script = dyn Fn(&str, u32) -> Outcome + Send + Sync;
+
+/// A per-message policy written once for both modes.
 #[derive(Clone)]
 struct Scripted {
     calls: Arc<Mutex<HashMap<String, u32>>>,
     largest_batch: Arc<AtomicUsize>,
-    decide: Arc<dyn Fn(&str, u32) -> Outcome + Send + Sync>,
+    decide: Arc<Script>,
 }
 
 impl Scripted {
@@ -544,6 +546,11 @@ pub async fn unrecordable_outcome_blocks_the_partition_and_backs_off(db: TestDb)
     tokio::time::sleep(Duration::from_secs(3)).await;
     let window = transactional.calls("m0") - before;
     let leased_calls = leased.calls("m0");
+    eprintln!(
+        "unrecordable outcome on {:?}: leased handler calls for m0 {leased_calls}; transactional runs in a 3 s window {window} (m0 {} in all)",
+        db.backend,
+        transactional.calls("m0")
+    );
 
     admit_dead_letters(&db).await;
     let mut dead = (0, 0);
