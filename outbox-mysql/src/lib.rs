@@ -8,6 +8,7 @@
 //! | partition lock | `FOR UPDATE SKIP LOCKED` on the partition row only; message rows are never skip-locked |
 //! | wakeups | in-process after commit, plus polling |
 //! | minimum version | MySQL 8.0.1, MariaDB 10.6 |
+//! | statement limits | 65,535 placeholders, and `max_allowed_packet` (16 MiB by default on MariaDB): multi-row inserts are split at 8 MiB of data; one message must fit the packet |
 //! | known limits | indexes are declared inside `CREATE TABLE` (MySQL has no `CREATE INDEX IF NOT EXISTS`) |
 //!
 //! ```no_run

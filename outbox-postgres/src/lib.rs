@@ -8,6 +8,7 @@
 //! | partition lock | `FOR NO KEY UPDATE SKIP LOCKED` (does not block inserts' `KEY SHARE` locks) |
 //! | wakeups | in-process after commit; across processes LISTEN/NOTIFY (a trigger on the outgoing table), plus polling |
 //! | minimum version | PostgreSQL 12 |
+//! | statement limits | 65,535 bind parameters; multi-row inserts are split to fit |
 //! | known limits | none beyond the server's |
 //!
 //! ```no_run
