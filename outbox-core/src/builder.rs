@@ -369,6 +369,7 @@ impl OutboxBuilder {
             queues,
             max_payload_bytes: self.max_payload_bytes,
             sequencer_wake: Notify::new(),
+            sequencer_contended: std::sync::atomic::AtomicBool::new(false),
             partition_names,
             events: crate::event::EventHub::default(),
             ownership: crate::worker::membership::Ownership::new(
@@ -430,6 +431,8 @@ impl OutboxBuilder {
                         config: config.clone(),
                         lease: None,
                         narrowing: Default::default(),
+                        unsettled: None,
+                        unrecorded: 0,
                     };
                     tasks.push(tokio::spawn(worker.run()));
                 }

@@ -310,7 +310,9 @@ impl DeadLetters {
 
     /// Records a failed replay: open letters among `ids` go back to
     /// `pending`, with `error` as their last error and one more attempt.
-    /// Returns how many changed.
+    /// Returns how many changed. The error is stored as every reason is:
+    /// control characters other than newline and tab replaced by U+FFFD,
+    /// cut to 4 KiB.
     ///
     /// # Errors
     /// As [`DeadLetters::resolve`].
@@ -328,7 +330,7 @@ impl DeadLetters {
             .table(a.tables.dead_letter.clone())
             .value("status", DeadLetterStatus::Pending.as_str())
             .value("deadline", Option::<i64>::None)
-            .value("last_error", error)
+            .value("last_error", crate::reason::stored_reason(error))
             .value("attempts", Expr::col("attempts").add(1))
             .and_where(Expr::col("id").is_in(ids.iter().copied()))
             .and_where(open())

@@ -8,6 +8,7 @@ use sea_orm::sea_query::{ColumnType, Expr, LockType};
 use sea_orm::{DatabaseConnection, DbBackend, DbErr, TransactionOptions};
 
 use crate::error::DbErrorKind;
+use crate::statement_limits::StatementLimits;
 use crate::wakeup::WakeupListener;
 
 /// The kinds of column the outbox schema uses; the dialect maps each to its
@@ -100,6 +101,10 @@ pub trait Dialect: Send + Sync + Debug + 'static {
     /// statements cannot wait on another transaction (SQLite: the worker
     /// transaction already holds the single write lock).
     fn handler_timeout_statements(&self, timeout: Duration) -> Option<TimeoutStatements>;
+
+    /// The most one statement may carry: bind parameters and bytes. The
+    /// outbox splits its multi-row statements to stay within both.
+    fn statement_limits(&self) -> StatementLimits;
 
     /// Statements run once when the outbox starts (SQLite: WAL journal).
     fn startup_statements(&self) -> &'static [&'static str];

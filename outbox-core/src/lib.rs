@@ -82,9 +82,11 @@ mod outbox;
 mod partition;
 mod profile;
 mod queue;
+mod reason;
 mod redact;
 mod repartition;
 mod retry;
+mod statement_limits;
 mod stats;
 mod table;
 mod trace_context;
@@ -113,6 +115,7 @@ pub use profile::Profile;
 pub use queue::{MAX_PARTITIONS, MAX_QUEUE_NAME_LEN, Queue};
 pub use redact::{redact_secrets, redact_url};
 pub use retry::RetryPolicy;
+pub use statement_limits::StatementLimits;
 pub use stats::{DeadLetterCounts, OutboxStats, PartitionStats, QueueStats};
 pub use table::DEFAULT_TABLE_PREFIX;
 #[cfg(feature = "opentelemetry")]
@@ -139,6 +142,12 @@ fn classify(dialect: &dyn Dialect, err: &DbErr) -> DbErrorKind {
         DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
             match e.as_ref() {
                 SqlxError::Database(db) => dialect.classify(db.code().as_deref(), db.message()),
+                // sqlx refuses a statement with more bind parameters than the
+                // protocol can count before sending anything: the connection
+                // is fine, and the same statement will never pass.
+                SqlxError::Protocol(message) if message.contains("too many arguments") => {
+                    DbErrorKind::Other
+                }
                 SqlxError::Io(_)
                 | SqlxError::Tls(_)
                 | SqlxError::Protocol(_)

@@ -19,6 +19,7 @@ use crate::error::{DbErrorKind, OutboxError};
 use crate::message::Message;
 use crate::partition::PartitionKey;
 use crate::queue::Queue;
+use crate::statement_limits::statement_chunks;
 use crate::table::Tables;
 
 /// Rows per multi-row INSERT; keeps every backend under its bind-parameter limit.
@@ -39,6 +40,10 @@ pub(crate) struct Shared {
     pub(crate) queues: HashMap<String, QueueRuntime>,
     pub(crate) max_payload_bytes: usize,
     pub(crate) sequencer_wake: Notify,
+    /// Set while the sequencer's last pass found every waiting partition
+    /// held by others (transactional processors, other sequencers): a
+    /// processor that releases its partition then wakes the sequencer.
+    pub(crate) sequencer_contended: std::sync::atomic::AtomicBool,
     /// Producer-only instances on a backend with notifications tell other
     /// instances' sequencers about each enqueue, inside the transaction.
     pub(crate) notify_on_enqueue: Option<sea_orm::Statement>,
@@ -62,6 +67,18 @@ impl Shared {
     /// never closed, so the permit is only absent if it were.
     pub(crate) async fn processor_turn(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
         self.processor_permits.acquire().await.ok()
+    }
+
+    /// Called by a transactional processor after it committed or rolled
+    /// back, and so released its partition row: wakes the sequencer if its
+    /// last pass found every waiting partition held.
+    pub(crate) fn processor_released(&self) {
+        if self
+            .sequencer_contended
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            self.sequencer_wake.notify_one();
+        }
     }
 
     pub(crate) fn db_error(&self, err: sea_orm::DbErr) -> OutboxError {
@@ -152,7 +169,8 @@ impl Outbox {
     }
 
     /// Enqueues several messages to one queue with one multi-row INSERT per
-    /// table (per 1,000 messages). Messages to one partition keep the order
+    /// table (per 1,000 messages, or fewer where large payloads would exceed
+    /// the backend's statement size). Messages to one partition keep the order
     /// they have here. Returns their ids in the same order.
     ///
     /// # Errors
@@ -221,7 +239,18 @@ impl Outbox {
 
         let span = tracing::debug_span!("outbox.enqueue", queue, count = rows.len());
         async {
-            for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            // Within the backend's parameter and packet limits: many
+            // messages, or a few large ones, take several statements.
+            let chunks = statement_chunks(
+                &rows,
+                shared.dialect.statement_limits(),
+                ROWS_PER_STATEMENT,
+                5,
+                |(_, _, message, headers)| {
+                    message.payload.len() + message.payload_type.len() + headers.len()
+                },
+            );
+            for chunk in chunks {
                 let mut body = Query::insert();
                 body.into_table(shared.tables.body.clone()).columns([
                     "message_id",

@@ -86,7 +86,9 @@ pub struct PartitionStats {
     /// Whether the head message is failing (a retry, or a dependency
     /// reported unavailable), which holds back the whole partition until it
     /// succeeds, or, with a retry policy that has `max_attempts`, until it is
-    /// dead-lettered.
+    /// dead-lettered. Also set while the outcome of a batch cannot be
+    /// written (the database refuses the statement): `last_error` then says
+    /// why, and the write is tried again with a growing backoff.
     pub blocked_by_retry: bool,
     /// This partition's dead letters by status.
     pub dead_letters: DeadLetterCounts,

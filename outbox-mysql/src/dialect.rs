@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use outbox_core::sea_orm;
-use outbox_core::{ColumnKind, DbErrorKind, Dialect, TimeoutStatements, WakeupListener};
+use outbox_core::{
+    ColumnKind, DbErrorKind, Dialect, StatementLimits, TimeoutStatements, WakeupListener,
+};
 use sea_orm::sea_query::{ColumnType, Expr, LockType, StringLen};
 use sea_orm::{DatabaseConnection, DbBackend, DbErr, IsolationLevel, TransactionOptions};
 
@@ -83,6 +85,14 @@ impl Dialect for MySqlDialect {
                     /*M!100100 , SESSION max_statement_time = @outbox_statement_time */"
                 .to_owned(),
         })
+    }
+
+    /// MySQL counts placeholders in 16 bits (65,535). A statement travels
+    /// in one packet of at most `max_allowed_packet` bytes (16 MiB by
+    /// default on MariaDB since 10.2.4, 64 MiB on MySQL 8.0): 8 MiB of
+    /// parameters leaves room for the protocol under the smaller default.
+    fn statement_limits(&self) -> StatementLimits {
+        StatementLimits::new(65_535, 8 * 1024 * 1024)
     }
 
     fn startup_statements(&self) -> &'static [&'static str] {

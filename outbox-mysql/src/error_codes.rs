@@ -12,6 +12,9 @@ pub(crate) fn classify(code: Option<&str>, message: &str) -> DbErrorKind {
         Some("23000") if message.contains("Duplicate") => DbErrorKind::UniqueViolation,
         // ER_NO_SUCH_TABLE (1146), ER_BAD_FIELD_ERROR (1054)
         Some("42S02" | "42S22") => DbErrorKind::MissingSchema,
+        // ER_NET_PACKET_TOO_LARGE (1153) is 08S01 and the server drops the
+        // connection, but the same statement will never fit: not retryable.
+        _ if message.contains("max_allowed_packet") => DbErrorKind::Other,
         Some(code) if code.starts_with("08") => DbErrorKind::Connection,
         // ER_LOCK_WAIT_TIMEOUT (1205) is HY000
         _ if message.contains("Lock wait timeout") => DbErrorKind::Busy,
@@ -43,6 +46,17 @@ mod tests {
         assert_eq!(
             classify(Some("HY000"), "Lock wait timeout exceeded"),
             DbErrorKind::Busy
+        );
+        assert_eq!(
+            classify(
+                Some("08S01"),
+                "Got a packet bigger than 'max_allowed_packet' bytes"
+            ),
+            DbErrorKind::Other
+        );
+        assert_eq!(
+            classify(Some("08S01"), "Got an error reading communication packets"),
+            DbErrorKind::Connection
         );
         assert_eq!(
             classify(Some("HY000"), "something else"),

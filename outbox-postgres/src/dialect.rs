@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use outbox_core::sea_orm;
-use outbox_core::{ColumnKind, DbErrorKind, Dialect, TimeoutStatements, WakeupListener};
+use outbox_core::{
+    ColumnKind, DbErrorKind, Dialect, StatementLimits, TimeoutStatements, WakeupListener,
+};
 use sea_orm::sea_query::{ColumnType, Expr, LockType, StringLen};
 use sea_orm::{DatabaseConnection, DbBackend, DbErr, TransactionOptions};
 
@@ -73,6 +75,12 @@ impl Dialect for PostgresDialect {
             reset: "SET LOCAL statement_timeout TO DEFAULT; SET LOCAL lock_timeout TO DEFAULT"
                 .to_owned(),
         })
+    }
+
+    /// PostgreSQL counts bind parameters in 16 bits (65,535); a message may
+    /// be up to 1 GiB, so the byte budget only keeps statements reasonable.
+    fn statement_limits(&self) -> StatementLimits {
+        StatementLimits::new(65_535, 256 * 1024 * 1024)
     }
 
     fn startup_statements(&self) -> &'static [&'static str] {

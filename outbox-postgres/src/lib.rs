@@ -9,6 +9,7 @@
 //! | wakeups | in-process after commit; across processes LISTEN/NOTIFY (a trigger on the outgoing table), plus polling |
 //! | handler timeout | on the server too: `SET LOCAL statement_timeout` and `lock_timeout` in the transaction of a transactional handler |
 //! | minimum version | PostgreSQL 12 |
+//! | statement limits | 65,535 bind parameters; multi-row inserts are split to fit |
 //! | known limits | none beyond the server's |
 //!
 //! ```no_run

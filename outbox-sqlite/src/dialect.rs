@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use outbox_core::sea_orm;
-use outbox_core::{ColumnKind, DbErrorKind, Dialect, TimeoutStatements, WakeupListener};
+use outbox_core::{
+    ColumnKind, DbErrorKind, Dialect, StatementLimits, TimeoutStatements, WakeupListener,
+};
 use sea_orm::sea_query::{ColumnType, Expr, LockType, StringLen};
 use sea_orm::{DatabaseConnection, DbBackend, DbErr, SqliteTransactionMode, TransactionOptions};
 
@@ -68,6 +70,13 @@ impl Dialect for SqliteDialect {
         // wait for another transaction (the wait is at BEGIN, bounded by
         // the connection's busy timeout).
         None
+    }
+
+    /// SQLite allows 32,766 bind parameters since 3.32
+    /// (`SQLITE_MAX_VARIABLE_NUMBER`); values are bound in process, so the
+    /// byte budget only keeps statements reasonable.
+    fn statement_limits(&self) -> StatementLimits {
+        StatementLimits::new(32_766, 256 * 1024 * 1024)
     }
 
     fn startup_statements(&self) -> &'static [&'static str] {

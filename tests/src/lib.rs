@@ -91,6 +91,11 @@ macro_rules! all_cases {
             sequencer_rolls_back_when_incoming_rows_were_taken,
             multi_primary_check_runs_and_finds_no_cluster,
             fault_sqlite_concurrent_writers,
+            blocked_partition_does_not_stall_other_partitions,
+            rejects_beyond_the_parameter_limit_are_all_dead_lettered,
+            control_bytes_and_long_reasons_are_stored_sanitized,
+            twenty_mib_of_dead_letters_are_recorded_in_chunks,
+            unrecordable_outcome_blocks_the_partition_and_backs_off,
         );
     };
 }

@@ -11,6 +11,8 @@ use super::record::message_id;
 use super::scope::{DeadLetterScope, DeadLetterStatus, claimable};
 use crate::admin::OutboxAdmin;
 use crate::error::{DbErrorKind, OutboxError};
+use crate::outbox::ROWS_PER_STATEMENT;
+use crate::statement_limits::statement_chunks;
 
 /// A dead letter put back into its queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -336,54 +338,64 @@ async fn move_back(
         txn.execute(&delete).await.map_err(err)?;
     }
 
-    // 6. The new message: body, then incoming, in dead-letter id order.
+    // 6. The new message: body, then incoming, in dead-letter id order, in
+    //    statements within the backend's parameter and packet limits.
     let now = admin.dialect.now_millis();
-    let mut body = Query::insert();
-    body.into_table(t.body.clone()).columns([
-        "message_id",
-        "payload",
-        "payload_type",
-        "headers",
-        "created_at",
-    ]);
-    let mut incoming = Query::insert();
-    incoming
-        .into_table(t.incoming.clone())
-        .columns(["partition_id", "message_id"]);
-    for c in candidates {
-        let row = row_of(c)?;
-        body.values([
-            Expr::val(c.message_id.as_bytes().to_vec()),
-            Expr::val(c.payload.clone()),
-            Expr::val(c.payload_type.clone()),
-            Expr::val(c.headers.clone()),
-            now.clone(),
-        ])
-        .map_err(|e| OutboxError::InvalidConfig(e.to_string()))?;
+    let chunks = statement_chunks(
+        candidates,
+        admin.dialect.statement_limits(),
+        ROWS_PER_STATEMENT,
+        5,
+        |c| c.payload.len() + c.payload_type.len() + c.headers.len(),
+    );
+    for chunk in chunks {
+        let mut body = Query::insert();
+        body.into_table(t.body.clone()).columns([
+            "message_id",
+            "payload",
+            "payload_type",
+            "headers",
+            "created_at",
+        ]);
+        let mut incoming = Query::insert();
         incoming
-            .values([
-                Expr::val(row.id),
+            .into_table(t.incoming.clone())
+            .columns(["partition_id", "message_id"]);
+        for c in chunk {
+            let row = row_of(c)?;
+            body.values([
                 Expr::val(c.message_id.as_bytes().to_vec()),
+                Expr::val(c.payload.clone()),
+                Expr::val(c.payload_type.clone()),
+                Expr::val(c.headers.clone()),
+                now.clone(),
             ])
             .map_err(|e| OutboxError::InvalidConfig(e.to_string()))?;
+            incoming
+                .values([
+                    Expr::val(row.id),
+                    Expr::val(c.message_id.as_bytes().to_vec()),
+                ])
+                .map_err(|e| OutboxError::InvalidConfig(e.to_string()))?;
+        }
+        if let Err(e) = txn.execute(&body).await {
+            return Err(match admin.error(e) {
+                // A message enqueued with one of the ids meanwhile (its body
+                // was not there to lock): it keeps the id.
+                OutboxError::Database {
+                    kind: DbErrorKind::UniqueViolation,
+                    ..
+                } => OutboxError::MessageIdInUse {
+                    message_id: candidates
+                        .iter()
+                        .map(|c| c.message_id)
+                        .find(|id| !leftover.iter().any(|l| l.as_slice() == id.as_bytes()))
+                        .unwrap_or_default(),
+                },
+                other => other,
+            });
+        }
+        txn.execute(&incoming).await.map_err(err)?;
     }
-    if let Err(e) = txn.execute(&body).await {
-        return Err(match admin.error(e) {
-            // A message enqueued with one of the ids meanwhile (its body was
-            // not there to lock): it keeps the id.
-            OutboxError::Database {
-                kind: DbErrorKind::UniqueViolation,
-                ..
-            } => OutboxError::MessageIdInUse {
-                message_id: candidates
-                    .iter()
-                    .map(|c| c.message_id)
-                    .find(|id| !leftover.iter().any(|l| l.as_slice() == id.as_bytes()))
-                    .unwrap_or_default(),
-            },
-            other => other,
-        });
-    }
-    txn.execute(&incoming).await.map_err(err)?;
     Ok(())
 }

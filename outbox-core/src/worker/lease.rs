@@ -18,6 +18,7 @@ use crate::worker::guard::guarded;
 use crate::worker::partition_row::{self, Fence, PartitionState};
 use crate::worker::processor::{PartitionWorker, Step, step_after};
 use crate::worker::settlement::settle;
+use crate::worker::unrecorded::Unsettled;
 
 /// A lease this instance holds on a partition.
 #[derive(Debug, Clone, Copy)]
@@ -223,8 +224,10 @@ impl PartitionWorker {
         &mut self,
         handler: &dyn LeasedHandler,
     ) -> Result<Step, OutboxError> {
+        if let Some(unsettled) = self.unsettled.take() {
+            return self.record_unsettled(unsettled).await;
+        }
         let shared = self.shared.clone();
-        let lease_len = self.queue.lease;
 
         // While the lease is held, what we last wrote is the partition's state.
         let started = Instant::now();
@@ -278,51 +281,70 @@ impl PartitionWorker {
         if settlement.split.is_some() {
             return Ok(self.narrow(&batch, &settlement));
         }
+        let unsettled = Unsettled {
+            batch,
+            settlement,
+            processed_before: state.processed_seq,
+        };
+        self.record_leased(unsettled, held.token).await
+    }
+
+    /// Writes a leased handler's outcome under the fencing token. When the
+    /// write fails the outcome is kept, and written again after a backoff
+    /// (by [`PartitionWorker::record_unsettled`]) without calling the
+    /// handler again.
+    async fn record_leased(
+        &mut self,
+        unsettled: Unsettled,
+        token: i64,
+    ) -> Result<Step, OutboxError> {
+        let shared = self.shared.clone();
+        let lease_len = self.queue.lease;
+        let Unsettled {
+            batch,
+            settlement,
+            processed_before,
+        } = &unsettled;
         let fence = Fence {
-            token: held.token,
-            processed_seq: held.processed_seq,
+            token,
+            processed_seq: *processed_before,
             lease: lease_len,
         };
         let _turn = shared.processor_turn().await;
         let ack_started = Instant::now();
-        let accepted = if settlement.dead_letters.is_empty() {
+        let written = if settlement.dead_letters.is_empty() {
             // The fenced UPDATE is the whole acknowledgement: one statement,
             // its own transaction.
             partition_row::persist(
                 &shared,
                 &shared.db,
                 self.partition_id,
-                &batch,
-                &settlement,
+                batch,
+                settlement,
                 Some(&fence),
             )
-            .await?
+            .await
         } else {
-            // Durable: the dead letters are the only record of their messages.
-            let txn = shared.begin_worker().await?;
-            let accepted = partition_row::persist(
-                &shared,
-                &txn,
-                self.partition_id,
-                &batch,
-                &settlement,
-                Some(&fence),
-            )
-            .await?;
-            if accepted {
-                txn.commit().await.map_err(|e| shared.db_error(e))?;
-            } else {
-                txn.rollback().await.map_err(|e| shared.db_error(e))?;
+            self.persist_in_transaction(batch, settlement, &fence).await
+        };
+        let accepted = match written {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                let step = self
+                    .outcome_unrecorded(batch, *processed_before, token, &err)
+                    .await;
+                self.unsettled = Some(unsettled);
+                return Ok(step);
             }
-            accepted
         };
         if !accepted {
-            tracing::warn!(queue = %self.queue.name, partition = self.partition, token = held.token, "outbox lease was lost; acknowledgement refused, the batch will be delivered again");
+            tracing::warn!(queue = %self.queue.name, partition = self.partition, token, "outbox lease was lost; acknowledgement refused, the batch will be delivered again");
             self.set_lease(None);
             return Ok(Step::Busy);
         }
+        self.unrecorded = 0;
         if shared.events.active() {
-            shared.events.publish(settlement.events(&batch));
+            shared.events.publish(settlement.events(batch));
         }
         if let Some(lease) = self.lease.as_mut() {
             lease.expires = ack_started + lease_len;
@@ -333,7 +355,86 @@ impl PartitionWorker {
                 .as_ref()
                 .map(|retry| ack_started + retry.delay);
         }
-        Ok(step_after(&settlement, state.processed_seq))
+        Ok(step_after(settlement, *processed_before))
+    }
+
+    async fn persist_in_transaction(
+        &self,
+        batch: &crate::Batch,
+        settlement: &crate::worker::settlement::Settlement,
+        fence: &Fence,
+    ) -> Result<bool, OutboxError> {
+        let shared = &self.shared;
+        // Durable: the dead letters are the only record of their messages.
+        let txn = shared.begin_worker().await?;
+        let accepted = match partition_row::persist(
+            shared,
+            &txn,
+            self.partition_id,
+            batch,
+            settlement,
+            Some(fence),
+        )
+        .await
+        {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                let _ = txn.rollback().await;
+                return Err(err);
+            }
+        };
+        if accepted {
+            txn.commit().await.map_err(|e| shared.db_error(e))?;
+        } else {
+            txn.rollback().await.map_err(|e| shared.db_error(e))?;
+        }
+        Ok(accepted)
+    }
+
+    /// Writes again an outcome whose write failed, once the lease is still
+    /// (or again) ours and the partition row shows it was not written after
+    /// all (a commit whose reply was lost may have landed).
+    async fn record_unsettled(&mut self, unsettled: Unsettled) -> Result<Step, OutboxError> {
+        let found = match self.lease_and_row().await {
+            Ok(found) => found,
+            Err(err) => {
+                // Kept through a database error too: the next step tries again.
+                self.unsettled = Some(unsettled);
+                return Err(err);
+            }
+        };
+        match found {
+            Some((token, state))
+                if state.lease_token == token
+                    && state.processed_seq == unsettled.processed_before =>
+            {
+                self.record_leased(unsettled, token).await
+            }
+            // Another instance holds the partition: it delivers the batch again.
+            None => Ok(Step::Busy),
+            Some(_) => {
+                // Written after all, or the partition changed hands: start
+                // again from the row as it is.
+                self.set_lease(None);
+                Ok(Step::Progressed)
+            }
+        }
+    }
+
+    /// The lease (taken again if it ran low) and the partition row as the
+    /// database has it; `None` when another instance holds the partition.
+    async fn lease_and_row(&mut self) -> Result<Option<(i64, PartitionState)>, OutboxError> {
+        let Some((held, taken)) = self.ensure_lease().await? else {
+            return Ok(None);
+        };
+        let state = match taken {
+            Some(state) => Some(state),
+            None => {
+                partition_row::state(&self.shared, &self.shared.db, self.partition_id, false)
+                    .await?
+            }
+        };
+        Ok(state.map(|state| (held.token, state)))
     }
 
     /// Runs the handler while renewing the lease every third of its length;

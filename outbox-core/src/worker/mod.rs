@@ -7,6 +7,7 @@ pub(crate) mod partition_row;
 pub(crate) mod processor;
 pub(crate) mod sequencer;
 pub(crate) mod settlement;
+pub(crate) mod unrecorded;
 pub(crate) mod vacuum;
 
 use std::time::Duration;

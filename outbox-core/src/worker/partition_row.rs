@@ -9,7 +9,9 @@ use uuid::Uuid;
 
 use crate::error::OutboxError;
 use crate::message::{Batch, Delivery};
-use crate::outbox::Shared;
+use crate::outbox::{ROWS_PER_STATEMENT, Shared};
+use crate::reason::stored_reason;
+use crate::statement_limits::statement_chunks;
 use crate::worker::settlement::Settlement;
 
 /// A partition row as a worker sees it, with the database clock.
@@ -181,7 +183,7 @@ pub(crate) async fn persist<C: ConnectionTrait>(
                     "attempts",
                     i32::try_from(retry.attempts).unwrap_or(i32::MAX),
                 )
-                .value("last_error", retry.error.clone())
+                .value("last_error", stored_reason(&retry.error))
                 .value("retry_at", now.clone().add(delay));
         }
         None => {
@@ -215,52 +217,67 @@ async fn insert_dead_letters<C: ConnectionTrait>(
     batch: &Batch,
     settlement: &Settlement,
 ) -> Result<(), OutboxError> {
-    if settlement.dead_letters.is_empty() {
-        return Ok(());
-    }
-    let now = shared.dialect.now_millis();
-    let mut insert = Query::insert();
-    insert
-        .into_table(shared.tables.dead_letter.clone())
-        .columns([
-            "queue_name",
-            "partition_no",
-            "seq",
-            "message_id",
-            "payload",
-            "payload_type",
-            "headers",
-            "created_at",
-            "failed_at",
-            "attempts",
-            "last_error",
-            "status",
-        ]);
+    const COLUMNS: [&str; 12] = [
+        "queue_name",
+        "partition_no",
+        "seq",
+        "message_id",
+        "payload",
+        "payload_type",
+        "headers",
+        "created_at",
+        "failed_at",
+        "attempts",
+        "last_error",
+        "status",
+    ];
+    let mut rows = Vec::with_capacity(settlement.dead_letters.len());
     for dead in &settlement.dead_letters {
         let Some(message) = batch.messages.get(dead.index) else {
             continue;
         };
         let headers = serde_json::to_string(&message.headers).map_err(OutboxError::Json)?;
-        tracing::warn!(queue = %batch.queue, partition = batch.partition, seq = message.seq, message_id = %message.message_id, reason = %dead.reason, "outbox dead-lettered a message");
-        insert
-            .values([
-                Expr::val(batch.queue.clone()),
-                Expr::val(i64::from(batch.partition)),
-                Expr::val(message.seq),
-                Expr::val(message.message_id.as_bytes().to_vec()),
-                Expr::val(message.payload.clone()),
-                Expr::val(message.payload_type.clone()),
-                Expr::val(headers),
-                Expr::val(message.enqueued_at_ms),
-                now.clone(),
-                Expr::val(i64::from(dead.attempts)),
-                Expr::val(dead.reason.clone()),
-                Expr::val("pending"),
-            ])
-            .map_err(|e| OutboxError::InvalidConfig(e.to_string()))?;
+        rows.push((message, headers, stored_reason(&dead.reason), dead.attempts));
     }
-    conn.execute(&insert)
-        .await
-        .map_err(|e| shared.db_error(e))?;
+    let now = shared.dialect.now_millis();
+    // One statement per run of rows within the backend's parameter and
+    // packet limits: a batch may dead-letter thousands of messages.
+    let chunks = statement_chunks(
+        &rows,
+        shared.dialect.statement_limits(),
+        ROWS_PER_STATEMENT,
+        COLUMNS.len(),
+        |(message, headers, reason, _)| {
+            message.payload.len() + message.payload_type.len() + headers.len() + reason.len()
+        },
+    );
+    for chunk in chunks {
+        let mut insert = Query::insert();
+        insert
+            .into_table(shared.tables.dead_letter.clone())
+            .columns(COLUMNS);
+        for (message, headers, reason, attempts) in chunk {
+            tracing::warn!(queue = %batch.queue, partition = batch.partition, seq = message.seq, message_id = %message.message_id, reason = %reason, "outbox dead-lettered a message");
+            insert
+                .values([
+                    Expr::val(batch.queue.clone()),
+                    Expr::val(i64::from(batch.partition)),
+                    Expr::val(message.seq),
+                    Expr::val(message.message_id.as_bytes().to_vec()),
+                    Expr::val(message.payload.clone()),
+                    Expr::val(message.payload_type.clone()),
+                    Expr::val(headers.clone()),
+                    Expr::val(message.enqueued_at_ms),
+                    now.clone(),
+                    Expr::val(i64::from(*attempts)),
+                    Expr::val(reason.clone()),
+                    Expr::val("pending"),
+                ])
+                .map_err(|e| OutboxError::InvalidConfig(e.to_string()))?;
+        }
+        conn.execute(&insert)
+            .await
+            .map_err(|e| shared.db_error(e))?;
+    }
     Ok(())
 }

@@ -17,6 +17,7 @@ use crate::worker::guard::guarded;
 use crate::worker::lease::HeldLease;
 use crate::worker::partition_row::{self, Fence, PartitionState};
 use crate::worker::settlement::{Narrowing, Settlement, settle, settle_lost_writes};
+use crate::worker::unrecorded::Unsettled;
 use crate::worker::{Shutdown, WorkerConfig, error_backoff};
 
 /// What one step of a processor did.
@@ -44,6 +45,12 @@ pub(crate) struct PartitionWorker {
     pub(crate) lease: Option<HeldLease>,
     /// Smaller batches while a failed batch is re-run in pieces.
     pub(crate) narrowing: Narrowing,
+    /// Leased mode: an outcome given by the handler whose write failed,
+    /// kept to be written again rather than asking the handler again.
+    pub(crate) unsettled: Option<Unsettled>,
+    /// Consecutive failed attempts to write an outcome (both modes): the
+    /// backoff before the next one doubles with it.
+    pub(crate) unrecorded: u32,
 }
 
 impl PartitionWorker {
@@ -185,6 +192,7 @@ impl PartitionWorker {
         };
         if let Some(delay) = state.backoff() {
             txn.rollback().await.map_err(|e| shared.db_error(e))?;
+            shared.processor_released();
             return Ok(Step::Backoff(delay));
         }
         let messages = if state.has_work() {
@@ -202,6 +210,7 @@ impl PartitionWorker {
         };
         if messages.is_empty() {
             txn.commit().await.map_err(|e| shared.db_error(e))?;
+            shared.processor_released();
             return Ok(Step::Idle);
         }
         let batch = self.batch(&state, messages);
@@ -264,6 +273,7 @@ impl PartitionWorker {
         }
         if settlement.split.is_some() {
             txn.rollback().await.map_err(|e| shared.db_error(e))?;
+            shared.processor_released();
             return Ok(self.narrow(&batch, &settlement));
         }
         let fence = Fence {
@@ -272,7 +282,7 @@ impl PartitionWorker {
             lease: self.queue.lease,
         };
         let ack_started = tokio::time::Instant::now();
-        if !partition_row::persist(
+        let written = match partition_row::persist(
             &shared,
             &txn,
             self.partition_id,
@@ -280,16 +290,31 @@ impl PartitionWorker {
             &settlement,
             Some(&fence),
         )
-        .await?
+        .await
         {
-            // Another instance took the partition after our lease ran out:
-            // our handler's writes roll back with the batch, theirs count.
-            txn.rollback().await.map_err(|e| shared.db_error(e))?;
-            tracing::warn!(queue = %self.queue.name, partition = self.partition, "outbox lease was lost; the batch and the handler's writes were rolled back");
-            self.set_lease(None);
-            return Ok(Step::Busy);
+            Ok(true) => txn.commit().await.map_err(|e| shared.db_error(e)),
+            Ok(false) => {
+                // Another instance took the partition after our lease ran out:
+                // our handler's writes roll back with the batch, theirs count.
+                txn.rollback().await.map_err(|e| shared.db_error(e))?;
+                tracing::warn!(queue = %self.queue.name, partition = self.partition, "outbox lease was lost; the batch and the handler's writes were rolled back");
+                self.set_lease(None);
+                return Ok(Step::Busy);
+            }
+            Err(err) => {
+                let _ = txn.rollback().await;
+                Err(err)
+            }
+        };
+        if let Err(err) = written {
+            // The handler's writes rolled back with the outcome: it runs
+            // again, but only after a backoff, and the partition shows why.
+            return Ok(self
+                .outcome_unrecorded(&batch, state.processed_seq, held.token, &err)
+                .await);
         }
-        txn.commit().await.map_err(|e| shared.db_error(e))?;
+        self.unrecorded = 0;
+        shared.processor_released();
         if let Some(lease) = self.lease.as_mut() {
             lease.expires = ack_started + self.queue.lease;
         }

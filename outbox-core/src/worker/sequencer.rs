@@ -3,15 +3,26 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use sea_orm::ConnectionTrait;
 use sea_orm::sea_query::{Alias, CaseStatement, Expr, ExprTrait, LockBehavior, Order, Query};
+use sea_orm::{ConnectionTrait, DatabaseTransaction};
 use tracing::Instrument;
 
 use crate::error::OutboxError;
 use crate::outbox::{ROWS_PER_STATEMENT, Shared};
 use crate::worker::{Shutdown, WorkerConfig, error_backoff};
+
+/// How many times one pass looks past partitions held elsewhere.
+const LOOK_PAST_ROUNDS: u32 = 3;
+
+/// The pause after a pass found every waiting partition held elsewhere.
+/// Brief contention (a processor between two batches) clears within a few
+/// such passes; after `CONTENDED_PASSES_AT_FIRST_PAUSE` in a row the pause
+/// doubles on each, up to the poll interval.
+const CONTENDED_PAUSE: Duration = Duration::from_millis(5);
+const CONTENDED_PASSES_AT_FIRST_PAUSE: u32 = 4;
 
 /// What one sequencer pass did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,8 +49,19 @@ impl Sequencer {
     /// covers messages sequenced by other instances and lost wakeups).
     pub(crate) async fn run(mut self) {
         let mut errors = 0;
+        let mut contended: u32 = 0;
         while !self.shutdown.is_set() {
-            match self.run_once().await {
+            let pass = self.run_once().await;
+            let all_held = matches!(pass, Ok(Pass::Contended));
+            // While every waiting partition is held, a processor that
+            // releases its partition wakes the sequencer.
+            self.shared
+                .sequencer_contended
+                .store(all_held, Ordering::Relaxed);
+            if !all_held {
+                contended = 0;
+            }
+            match pass {
                 Ok(Pass::Sequenced(n)) => {
                     errors = 0;
                     if n < self.config.sequencer_batch as usize {
@@ -47,8 +69,16 @@ impl Sequencer {
                     }
                 }
                 Ok(Pass::Contended) => {
+                    // Every waiting partition is held (by other sequencers, or
+                    // by transactional handlers): wait longer each time, until
+                    // a commit or a released partition wakes us.
                     errors = 0;
-                    self.shutdown.sleep(Duration::from_millis(5)).await;
+                    contended += 1;
+                    let doublings = contended.saturating_sub(CONTENDED_PASSES_AT_FIRST_PAUSE);
+                    let pause = CONTENDED_PAUSE
+                        .saturating_mul(1 << Ord::min(doublings, 16))
+                        .min(self.config.poll_interval);
+                    self.pause(pause).await;
                 }
                 Ok(Pass::Empty) => {
                     errors = 0;
@@ -60,6 +90,15 @@ impl Sequencer {
                     self.shutdown.sleep(error_backoff(errors)).await;
                 }
             }
+        }
+    }
+
+    /// Waits for a wakeup or `pause`, whichever is first.
+    async fn pause(&mut self, pause: Duration) {
+        let shared = self.shared.clone();
+        tokio::select! {
+            () = shared.sequencer_wake.notified() => {}
+            () = self.shutdown.sleep(pause) => {}
         }
     }
 
@@ -110,8 +149,10 @@ impl Sequencer {
             .to_owned();
         let mut partitions: Vec<i64> = Vec::new();
         let mut seen = HashSet::new();
+        let mut window = 0;
         for row in txn.query_all(&candidates).await.map_err(err)? {
             let id: i64 = row.try_get("", "partition_id").map_err(err)?;
+            window += 1;
             if seen.insert(id) {
                 partitions.push(id);
             }
@@ -121,22 +162,36 @@ impl Sequencer {
             return Ok(Pass::Empty);
         }
 
-        // 2. Lock those partition rows; one held by another sequencer is
-        //    skipped whole, never some of its rows.
-        let mut lock = Query::select();
-        lock.columns(["id", "next_seq"])
-            .from(t.partition.clone())
-            .and_where(Expr::col("id").is_in(partitions.iter().copied()))
-            .order_by("id", Order::Asc);
-        if let Some(lock_type) = shared.dialect.partition_lock() {
-            lock.lock_with_behavior(lock_type, LockBehavior::SkipLocked);
-        }
+        // 2. Lock those partition rows; one held by another sequencer or by
+        //    a transactional processor is skipped whole, never some of its rows.
         let mut next_seq: BTreeMap<i64, i64> = BTreeMap::new();
-        for row in txn.query_all(&lock).await.map_err(err)? {
-            next_seq.insert(
-                row.try_get("", "id").map_err(err)?,
-                row.try_get("", "next_seq").map_err(err)?,
-            );
+        let mut skipped = self.lock(&txn, &partitions, &mut next_seq).await?;
+        let mut groups = vec![(partitions, None)];
+        // 2b. Held partitions can fill the whole window (a handler that holds
+        //     its partition for minutes while its backlog grows): look past
+        //     them at the partitions with the oldest waiting rows, a bounded
+        //     number of times, so the others keep moving.
+        let mut more_beyond = window == limit;
+        let mut rounds = 0;
+        while !skipped.is_empty() && more_beyond && rounds < LOOK_PAST_ROUNDS {
+            rounds += 1;
+            let exclude: Vec<i64> = groups
+                .iter()
+                .flat_map(|(ids, _)| ids.iter().copied())
+                .collect();
+            let oldest = self.oldest_partitions_except(&txn, &exclude, limit).await?;
+            if oldest.is_empty() {
+                break;
+            }
+            more_beyond = oldest.len() as u64 == limit;
+            let ids: Vec<i64> = oldest.iter().map(|(id, _)| *id).collect();
+            skipped = self.lock(&txn, &ids, &mut next_seq).await?;
+            let lower_bound = oldest
+                .iter()
+                .filter(|(id, _)| next_seq.contains_key(id))
+                .map(|(_, first)| *first)
+                .min();
+            groups.push((ids, lower_bound));
         }
         if next_seq.is_empty() {
             txn.rollback().await.map_err(err)?;
@@ -144,24 +199,39 @@ impl Sequencer {
         }
 
         // 3. Read the locked partitions' rows in id order: committed rows only,
-        //    so a row committed late is simply taken by a later pass.
-        let rows = Query::select()
-            .columns(["id", "partition_id", "message_id"])
-            .from(t.incoming.clone())
-            .and_where(Expr::col("partition_id").is_in(next_seq.keys().copied()))
-            .order_by("id", Order::Asc)
-            .limit(limit)
-            .to_owned();
+        //    so a row committed late is simply taken by a later pass. Rows of
+        //    partitions found by looking past held ones are read from their
+        //    oldest row on, so the scan does not wade through the held
+        //    partitions' backlog.
         let mut moved = Vec::new();
-        for row in txn.query_all(&rows).await.map_err(err)? {
-            let id: i64 = row.try_get("", "id").map_err(err)?;
-            let partition_id: i64 = row.try_get("", "partition_id").map_err(err)?;
-            let message_id: Vec<u8> = row.try_get("", "message_id").map_err(err)?;
-            let Some(seq) = next_seq.get_mut(&partition_id) else {
+        for (ids, lower_bound) in groups {
+            let locked: Vec<i64> = ids
+                .into_iter()
+                .filter(|id| next_seq.contains_key(id))
+                .collect();
+            let room = limit.saturating_sub(moved.len() as u64);
+            if locked.is_empty() || room == 0 {
                 continue;
-            };
-            moved.push((id, partition_id, *seq, message_id));
-            *seq += 1;
+            }
+            let mut rows = Query::select();
+            rows.columns(["id", "partition_id", "message_id"])
+                .from(t.incoming.clone())
+                .and_where(Expr::col("partition_id").is_in(locked))
+                .order_by("id", Order::Asc)
+                .limit(room);
+            if let Some(lower_bound) = lower_bound {
+                rows.and_where(Expr::col("id").gte(lower_bound));
+            }
+            for row in txn.query_all(&rows).await.map_err(err)? {
+                let id: i64 = row.try_get("", "id").map_err(err)?;
+                let partition_id: i64 = row.try_get("", "partition_id").map_err(err)?;
+                let message_id: Vec<u8> = row.try_get("", "message_id").map_err(err)?;
+                let Some(seq) = next_seq.get_mut(&partition_id) else {
+                    continue;
+                };
+                moved.push((id, partition_id, *seq, message_id));
+                *seq += 1;
+            }
         }
         if moved.is_empty() {
             txn.commit().await.map_err(err)?;
@@ -248,6 +318,88 @@ impl Sequencer {
             }
         }
         Ok(Pass::Sequenced(moved.len()))
+    }
+
+    /// Locks the partition rows `ids` with `SKIP LOCKED`, recording each
+    /// locked one's next sequence number; returns those held elsewhere.
+    async fn lock(
+        &self,
+        txn: &DatabaseTransaction,
+        ids: &[i64],
+        next_seq: &mut BTreeMap<i64, i64>,
+    ) -> Result<Vec<i64>, OutboxError> {
+        let shared = &self.shared;
+        let err = |e| shared.db_error(e);
+        let mut lock = Query::select();
+        lock.columns(["id", "next_seq"])
+            .from(shared.tables.partition.clone())
+            .and_where(Expr::col("id").is_in(ids.iter().copied()))
+            .order_by("id", Order::Asc);
+        if let Some(lock_type) = shared.dialect.partition_lock() {
+            lock.lock_with_behavior(lock_type, LockBehavior::SkipLocked);
+        }
+        for row in txn.query_all(&lock).await.map_err(err)? {
+            next_seq.insert(
+                row.try_get("", "id").map_err(err)?,
+                row.try_get("", "next_seq").map_err(err)?,
+            );
+        }
+        Ok(ids
+            .iter()
+            .copied()
+            .filter(|id| !next_seq.contains_key(id))
+            .collect())
+    }
+
+    /// Up to `limit` partitions with waiting rows, other than `exclude`,
+    /// oldest waiting row first, with that row's id. One index probe per
+    /// partition row (the incoming index leads with the partition), so the
+    /// cost follows the partition count, never a held partition's backlog.
+    async fn oldest_partitions_except(
+        &self,
+        txn: &DatabaseTransaction,
+        exclude: &[i64],
+        limit: u64,
+    ) -> Result<Vec<(i64, i64)>, OutboxError> {
+        let shared = &self.shared;
+        let t = &shared.tables;
+        let err = |e| shared.db_error(e);
+        let (p, i) = (Alias::new("p"), Alias::new("i"));
+        let first = Query::select()
+            .column((i.clone(), Alias::new("id")))
+            .from_as(t.incoming.clone(), i.clone())
+            .and_where(
+                Expr::col((i.clone(), Alias::new("partition_id")))
+                    .equals((p.clone(), Alias::new("id"))),
+            )
+            .order_by((i.clone(), Alias::new("id")), Order::Asc)
+            .limit(1)
+            .to_owned();
+        let per_partition = Query::select()
+            .expr_as(Expr::col((p.clone(), Alias::new("id"))), Alias::new("pid"))
+            .expr_as(
+                Expr::SubQuery(None, Box::new(first.into())),
+                Alias::new("oldest"),
+            )
+            .from_as(t.partition.clone(), p.clone())
+            .and_where(Expr::col((p.clone(), Alias::new("id"))).is_not_in(exclude.iter().copied()))
+            .to_owned();
+        let w = Alias::new("w");
+        let select = Query::select()
+            .columns([Alias::new("pid"), Alias::new("oldest")])
+            .from_subquery(per_partition, w)
+            .and_where(Expr::col(Alias::new("oldest")).is_not_null())
+            .order_by(Alias::new("oldest"), Order::Asc)
+            .limit(limit)
+            .to_owned();
+        let mut found = Vec::new();
+        for row in txn.query_all(&select).await.map_err(err)? {
+            found.push((
+                row.try_get("", "pid").map_err(err)?,
+                row.try_get("", "oldest").map_err(err)?,
+            ));
+        }
+        Ok(found)
     }
 }
 

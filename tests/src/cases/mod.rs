@@ -16,9 +16,11 @@ mod message_id_reuse;
 mod model;
 mod ordering;
 mod ownership;
+mod partition_independence;
 mod process;
 mod repartition;
 mod requeue;
+mod settlement_recording;
 mod stats;
 mod transactional;
 mod vacuum;
@@ -74,6 +76,7 @@ pub use ordering::{
     partitions_taking_turns_for_connections_lose_and_reorder_nothing,
 };
 pub use ownership::partitions_spread_over_instances_and_move_on_stop;
+pub use partition_independence::blocked_partition_does_not_stall_other_partitions;
 pub use process::{
     producer_and_consumer_processes, three_processes_share_partitions_and_survive_a_kill,
 };
@@ -82,6 +85,12 @@ pub use requeue::{
     concurrent_requeues_move_each_letter_once,
     requeue_refuses_missing_partitions_and_queued_duplicates,
     requeued_letter_is_delivered_after_the_partitions_messages,
+};
+pub use settlement_recording::{
+    control_bytes_and_long_reasons_are_stored_sanitized,
+    rejects_beyond_the_parameter_limit_are_all_dead_lettered,
+    twenty_mib_of_dead_letters_are_recorded_in_chunks,
+    unrecordable_outcome_blocks_the_partition_and_backs_off,
 };
 pub use stats::stats_report_backlog_cursor_retry_and_dead_letters;
 pub use transactional::{
