@@ -37,8 +37,10 @@ pub struct TimeoutStatements {
     /// Run in the worker transaction right before the handler.
     pub set: String,
     /// Run in the same transaction right after the handler (also after a
-    /// failed one), restoring what `set` changed.
-    pub reset: String,
+    /// failed one), restoring what `set` changed; `None` where the end of
+    /// the transaction restores it anyway (PostgreSQL's `SET LOCAL`), which
+    /// saves a round trip per batch.
+    pub reset: Option<String>,
 }
 
 /// What one backend does differently, and nothing else.

@@ -81,9 +81,11 @@ impl Dialect for MySqlDialect {
                  /*M!100100 , @outbox_statement_time = @@SESSION.max_statement_time, \
                  SESSION max_statement_time = {statement:.3} */"
             ),
-            reset: "SET SESSION innodb_lock_wait_timeout = @outbox_lock_wait \
+            reset: Some(
+                "SET SESSION innodb_lock_wait_timeout = @outbox_lock_wait \
                     /*M!100100 , SESSION max_statement_time = @outbox_statement_time */"
-                .to_owned(),
+                    .to_owned(),
+            ),
         })
     }
 

@@ -70,10 +70,10 @@ impl Dialect for PostgresDialect {
             .clamp(1, i32::MAX as u128);
         Some(TimeoutStatements {
             set: format!("SET LOCAL statement_timeout = {ms}; SET LOCAL lock_timeout = {ms}"),
-            // Back to the session's values for the outbox's own statements;
-            // the transaction's end drops the setting anyway.
-            reset: "SET LOCAL statement_timeout TO DEFAULT; SET LOCAL lock_timeout TO DEFAULT"
-                .to_owned(),
+            // `SET LOCAL` ends with the transaction; the outbox's own
+            // statements after the handler (the acknowledgement) are fast
+            // and run under the same limits, so no reset round trip.
+            reset: None,
         })
     }
 

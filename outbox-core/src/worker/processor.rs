@@ -249,8 +249,8 @@ impl PartitionWorker {
         // Always restore the connection's settings, even after a failed
         // release: MySQL's are the session's and the connection goes back
         // to the pool.
-        let restored = match &limits {
-            Some(limits) => txn.execute_unprepared(&limits.reset).await.map(|_| ()),
+        let restored = match limits.as_ref().and_then(|l| l.reset.as_deref()) {
+            Some(reset) => txn.execute_unprepared(reset).await.map(|_| ()),
             None => Ok(()),
         };
         if let Err(err) = released {
