@@ -220,6 +220,27 @@ impl TestDb {
             .expect("producer start")
     }
 
+    /// Sequences what waits in incoming without processing or vacuuming any
+    /// queue a case registers: an instance with workers whose only queue is
+    /// `z`.
+    pub async fn sequence_all(&self) {
+        let sequencer = self
+            .builder()
+            .queue(outbox_core::Queue::produce_only("z", 1))
+            .start()
+            .await
+            .expect("sequencer start");
+        let sequenced = crate::poll_until(std::time::Duration::from_secs(60), || async {
+            self.count("incoming").await == 0
+        })
+        .await;
+        assert!(
+            sequenced,
+            "timed out waiting until incoming rows are sequenced"
+        );
+        sequencer.stop().await;
+    }
+
     /// Sanity: the outbox type is usable from cases.
     pub fn outbox_type_name() -> &'static str {
         std::any::type_name::<Outbox>()

@@ -9,7 +9,7 @@ pub mod private_postgres;
 mod recorder;
 
 pub use harness::{Backend, TestDb};
-pub use recorder::{Received, Recorder, wait_until};
+pub use recorder::{Received, Recorder, poll_until, wait_until};
 
 /// Expands to one `#[tokio::test]` per case for one backend, so
 /// `cargo test rollback_leaves_no_message` runs the case everywhere and a

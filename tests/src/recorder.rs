@@ -106,3 +106,22 @@ pub async fn wait_until<F: FnMut() -> bool>(timeout: Duration, mut condition: F)
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Polls the async `condition` every 50 ms until it holds (`true`) or
+/// `timeout` passes (`false`).
+pub async fn poll_until<F, Fut>(timeout: Duration, mut condition: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if condition().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

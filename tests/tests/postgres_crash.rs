@@ -22,8 +22,8 @@ use outbox_core::{
     Batch, BatchResult, Message, Outbox, OutboxBuilder, OutboxSchema, Queue, TransactionalHandler,
 };
 use outbox_postgres::PostgresDialect;
-use outbox_tests::Recorder;
 use outbox_tests::private_postgres::PrivateCluster;
+use outbox_tests::{Recorder, poll_until};
 
 const SETTINGS: &[&str] = &[
     "wal_writer_delay=10000ms",
@@ -46,24 +46,6 @@ fn builder(db: &DatabaseConnection) -> OutboxBuilder {
     Outbox::builder(db.clone(), PostgresDialect)
         .poll_interval(Duration::from_millis(50))
         .vacuum_interval(Duration::from_millis(200))
-}
-
-/// Polls the async `condition` every 50 ms until it holds or `timeout` passes.
-async fn poll_until<F, Fut>(timeout: Duration, mut condition: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if condition().await {
-            return true;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn migrate(db: &DatabaseConnection) {

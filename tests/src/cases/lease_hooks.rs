@@ -4,9 +4,8 @@
 use std::time::Duration;
 
 use outbox_core::sea_orm::TransactionTrait;
-use outbox_core::{Message, OutboxError, Queue};
+use outbox_core::{Message, OutboxError};
 
-use super::eventually;
 use crate::TestDb;
 
 /// Finding 8 of issue 14: `acknowledge` accepted any seq, so a caller could
@@ -25,17 +24,7 @@ pub async fn acknowledge_outside_the_sequenced_range_is_refused(db: TestDb) {
         .unwrap();
     txn.commit().await.unwrap();
     // Sequence them (seqs 1..=3) without processing: workers of another queue.
-    let sequencer = db
-        .builder()
-        .queue(Queue::produce_only("z", 1))
-        .start()
-        .await
-        .unwrap();
-    eventually("the messages are sequenced", || async {
-        db.count("incoming").await == 0
-    })
-    .await;
-    sequencer.stop().await;
+    db.sequence_all().await;
 
     let outbox = producer.outbox();
     let lease = outbox

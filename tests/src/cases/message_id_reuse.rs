@@ -104,22 +104,6 @@ async fn dead_letter_and_vacuum(db: &TestDb, id: Uuid) {
     handle.stop().await;
 }
 
-/// Sequences what waits in incoming without processing or vacuuming queues
-/// `q` and `r`: an instance with workers whose only queue is `z`.
-async fn sequence_all(db: &TestDb) {
-    let sequencer = db
-        .builder()
-        .queue(Queue::produce_only("z", 1))
-        .start()
-        .await
-        .unwrap();
-    eventually("incoming rows are sequenced", || async {
-        db.count("incoming").await == 0
-    })
-    .await;
-    sequencer.stop().await;
-}
-
 /// Runs the vacuum over queue `r` (and only it) until its outgoing rows are gone.
 async fn vacuum_r(db: &TestDb) {
     let vacuum = db
@@ -202,7 +186,7 @@ pub async fn requeue_after_message_id_reuse_delivers_both_and_stalls_nothing(db:
         Message::new("t", b"reuse".to_vec()).message_id(x),
     )
     .await;
-    sequence_all(&db).await;
+    db.sequence_all().await;
     let lease = producer
         .outbox()
         .take_lease("r", 0, "custom-processor", Duration::from_secs(60))
@@ -285,7 +269,7 @@ pub async fn requeue_refuses_an_id_waiting_in_another_partition(db: TestDb) {
     )
     .await;
     producer.stop().await;
-    sequence_all(&db).await;
+    db.sequence_all().await;
 
     let dl = admin(&db);
     let all = DeadLetterScope::all();

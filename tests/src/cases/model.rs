@@ -359,7 +359,7 @@ async fn run(db: &TestDb, seed: u64, transactional: bool) {
     let expected_live = enqueued.len() - expected_dead.len();
 
     // Wait until every message is settled: delivered or dead-lettered.
-    let settled = poll(Duration::from_secs(90), || async {
+    let settled = crate::poll_until(Duration::from_secs(90), || async {
         let dead = dead_letters(db, &queue).await.len();
         let live = if transactional {
             side_ids(db, &enqueued).await.len()
@@ -545,22 +545,4 @@ async fn side_ids(
         .collect();
     out.sort();
     out
-}
-
-/// Polls the async `condition` every 50 ms until it holds or `timeout` passes.
-async fn poll<F, Fut>(timeout: Duration, mut condition: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if condition().await {
-            return true;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }

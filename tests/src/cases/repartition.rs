@@ -4,7 +4,7 @@
 use outbox_core::sea_orm::TransactionTrait;
 use outbox_core::{Message, OutboxError, OutboxHandle, Queue};
 
-use super::{PATIENCE, eventually};
+use super::PATIENCE;
 use crate::{Recorder, TestDb, wait_until};
 
 async fn enqueue(db: &TestDb, handle: &OutboxHandle, partitions: &[u32], tag: &str) {
@@ -24,22 +24,6 @@ async fn enqueue(db: &TestDb, handle: &OutboxHandle, partitions: &[u32], tag: &s
     handle.outbox().notify();
 }
 
-/// Sequences what waits in incoming without processing or vacuuming queue
-/// `q`: an instance with workers whose only queue is `z`.
-async fn sequence_all(db: &TestDb) {
-    let sequencer = db
-        .builder()
-        .queue(Queue::produce_only("z", 1))
-        .start()
-        .await
-        .unwrap();
-    eventually("incoming rows are sequenced", || async {
-        db.count("incoming").await == 0
-    })
-    .await;
-    sequencer.stop().await;
-}
-
 /// Finding 7 of issue 14: a queue started with 4 partitions holds messages
 /// in partitions 2 and 3; a restart with 2 partitions used to start without
 /// a word and leave them there for good. Now `start()` refuses with
@@ -51,7 +35,7 @@ pub async fn shrinking_partitions_refuses_until_the_removed_ones_are_drained(db:
     // still incoming; partition 0: one, which a 2-partition instance serves.
     let producer = db.producer("q", 4).await;
     enqueue(&db, &producer, &[0, 2, 2, 3, 3], "a").await;
-    sequence_all(&db).await;
+    db.sequence_all().await;
     enqueue(&db, &producer, &[3], "b").await;
     producer.stop().await;
 
