@@ -32,6 +32,10 @@ pub enum ColumnKind {
 
 /// Statements that bound a transactional handler's own statements on the
 /// server, built by [`Dialect::handler_timeout_statements`].
+///
+/// Core sends each in one round trip with the handler's savepoint
+/// (`set; SAVEPOINT ...` and `RELEASE SAVEPOINT ...; reset`), so each must be
+/// valid in a multi-statement simple query and must not return rows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TimeoutStatements {
     /// Run in the worker transaction right before the handler.

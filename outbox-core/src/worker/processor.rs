@@ -4,10 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sea_orm::{ConnectionTrait, TransactionTrait};
+use sea_orm::ConnectionTrait;
 use tokio::sync::Notify;
 use tracing::Instrument;
 
+use crate::dialect::TimeoutStatements;
 use crate::error::OutboxError;
 use crate::handler::TransactionalHandler;
 use crate::message::Batch;
@@ -215,22 +216,24 @@ impl PartitionWorker {
         }
         let batch = self.batch(&state, messages);
 
-        // The handler's statements get the handler timeout on the server too:
-        // one still waiting (on a row lock, say) when the timeout fires would
-        // otherwise keep the connection, and this transaction with its
-        // locks, until it ends on its own.
+        // The handler runs in a savepoint of the partition's transaction, so
+        // its writes can be dropped while the outcome is kept. Its statements
+        // get the handler timeout on the server too: one still waiting (on a
+        // row lock, say) when the timeout fires would otherwise keep the
+        // connection, and this transaction with its locks, until it ends on
+        // its own. Setting the limits rides in the same round trip as the
+        // savepoint, and restoring them in the same as its release, so the
+        // timeout costs no extra round trip per batch.
         let limits = shared
             .dialect
             .handler_timeout_statements(self.queue.handler_timeout);
-        if let Some(limits) = &limits {
-            txn.execute_unprepared(&limits.set)
-                .await
-                .map_err(|e| shared.db_error(e))?;
-        }
-        let savepoint = txn.begin().await.map_err(|e| shared.db_error(e))?;
+        let scope = HandlerScope::new(limits.as_ref());
+        txn.execute_unprepared(&scope.enter)
+            .await
+            .map_err(|e| shared.db_error(e))?;
         let result = guarded(
             handler
-                .handle(&savepoint, &batch)
+                .handle(&txn, &batch)
                 .instrument(self.handler_span(&batch)),
             self.queue.handler_timeout,
         )
@@ -241,22 +244,20 @@ impl PartitionWorker {
             result.clone(),
             &self.queue.retry,
         );
-        let released = if settlement.rollback_writes {
-            savepoint.rollback().await
+        let leave = if settlement.rollback_writes {
+            &scope.roll_back
         } else {
-            savepoint.commit().await
+            &scope.release
         };
-        // Always restore the connection's settings, even after a failed
-        // release: MySQL's are the session's and the connection goes back
-        // to the pool.
-        let restored = match limits.as_ref().and_then(|l| l.reset.as_deref()) {
-            Some(reset) => txn.execute_unprepared(reset).await.map(|_| ()),
-            None => Ok(()),
-        };
-        if let Err(err) = released {
+        if let Err(err) = txn.execute_unprepared(leave).await {
             // The handler left the transaction unusable (on PostgreSQL a failed
             // statement aborts it): roll everything back and record the
             // attempt in a fresh transaction so the partition does not stall.
+            // MySQL's limits are the session's and the connection goes back
+            // to the pool: restore them whatever happened.
+            if let Some(reset) = limits.as_ref().and_then(|l| l.reset.as_deref()) {
+                let _ = txn.execute_unprepared(reset).await;
+            }
             let _ = txn.rollback().await;
             let settlement = settle_lost_writes(
                 &batch,
@@ -266,10 +267,6 @@ impl PartitionWorker {
                 &self.queue.retry,
             );
             return self.record_failure(&batch, &state, settlement).await;
-        }
-        if let Err(err) = restored {
-            let _ = txn.rollback().await;
-            return Err(shared.db_error(err));
         }
         if settlement.split.is_some() {
             txn.rollback().await.map_err(|e| shared.db_error(e))?;
@@ -374,5 +371,35 @@ pub(crate) fn step_after(settlement: &Settlement, processed_before: i64) -> Step
         // Progress first, then the retried message waits its turn on the
         // next step, which reads the stored retry time.
         _ => Step::Progressed,
+    }
+}
+
+/// The statements around a transactional handler: a savepoint, with the
+/// dialect's handler-timeout limits set on the way in and restored on the
+/// way out, each way in one round trip.
+struct HandlerScope {
+    enter: String,
+    release: String,
+    roll_back: String,
+}
+
+impl HandlerScope {
+    const SAVEPOINT: &'static str = "outbox_handler";
+
+    fn new(limits: Option<&TimeoutStatements>) -> Self {
+        let savepoint = Self::SAVEPOINT;
+        let enter = match limits {
+            Some(limits) => format!("{}; SAVEPOINT {savepoint}", limits.set),
+            None => format!("SAVEPOINT {savepoint}"),
+        };
+        let reset = limits
+            .and_then(|l| l.reset.as_deref())
+            .map(|reset| format!("; {reset}"))
+            .unwrap_or_default();
+        Self {
+            enter,
+            release: format!("RELEASE SAVEPOINT {savepoint}{reset}"),
+            roll_back: format!("ROLLBACK TO SAVEPOINT {savepoint}{reset}"),
+        }
     }
 }
