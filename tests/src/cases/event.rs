@@ -57,7 +57,18 @@ pub async fn event_subscribers_get_filtered_events_and_a_full_one_is_dropped(db:
     assert_eq!(count(EventKind::Sequenced), 100);
     assert_eq!(count(EventKind::Delivered), 100);
 
+    // Each subscriber is sent its copy in turn, so partition 1's copies may
+    // still be on their way when `everything` has all of its own: wait for
+    // them, then make sure nothing else follows.
     let mut p1 = Vec::new();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while p1.len() < 50 && tokio::time::Instant::now() < deadline {
+        match tokio::time::timeout(Duration::from_millis(100), delivered_p1.recv()).await {
+            Ok(Some(event)) => p1.push(event),
+            Ok(None) => break,
+            Err(_) => {}
+        }
+    }
     while let Some(event) = delivered_p1.try_recv() {
         p1.push(event);
     }
