@@ -370,6 +370,7 @@ impl OutboxBuilder {
             max_payload_bytes: self.max_payload_bytes,
             sequencer_wake: Notify::new(),
             sequencer_contended: std::sync::atomic::AtomicBool::new(false),
+            listening: std::sync::atomic::AtomicBool::new(false),
             partition_names,
             events: crate::event::EventHub::default(),
             ownership: crate::worker::membership::Ownership::new(
@@ -447,6 +448,9 @@ impl OutboxBuilder {
             };
             match listener {
                 Ok(Some(listener)) => {
+                    shared
+                        .listening
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
                     tasks.push(tokio::spawn(crate::wakeup::relay(
                         shared.clone(),
                         listener,

@@ -44,6 +44,9 @@ pub(crate) struct Shared {
     /// held by others (transactional processors, other sequencers): a
     /// processor that releases its partition then wakes the sequencer.
     pub(crate) sequencer_contended: std::sync::atomic::AtomicBool,
+    /// Set once a listener relays other processes' notifications: the
+    /// sequencer then needs no quick polls after activity.
+    pub(crate) listening: std::sync::atomic::AtomicBool,
     /// Producer-only instances on a backend with notifications tell other
     /// instances' sequencers about each enqueue, inside the transaction.
     pub(crate) notify_on_enqueue: Option<sea_orm::Statement>,

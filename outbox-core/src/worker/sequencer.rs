@@ -24,6 +24,14 @@ const LOOK_PAST_ROUNDS: u32 = 3;
 const CONTENDED_PAUSE: Duration = Duration::from_millis(5);
 const CONTENDED_PASSES_AT_FIRST_PAUSE: u32 = 4;
 
+/// The first gap of the quick polls after a pass that sequenced something,
+/// where no listener relays other processes' commits (MySQL, SQLite). Each
+/// quick poll is one probe for a waiting incoming row; the gap doubles after
+/// each empty probe until it reaches the poll interval. A producer in another
+/// process that keeps writing is then seen within a few milliseconds, and an
+/// idle outbox pays nothing beyond its usual poll.
+const QUICK_POLL_FIRST: Duration = Duration::from_millis(1);
+
 /// What one sequencer pass did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Pass {
@@ -65,7 +73,10 @@ impl Sequencer {
                 Ok(Pass::Sequenced(n)) => {
                     errors = 0;
                     if n < self.config.sequencer_batch as usize {
-                        self.idle().await;
+                        let listening = self.shared.listening.load(Ordering::Relaxed);
+                        if listening || !self.quick_polls().await {
+                            self.idle().await;
+                        }
                     }
                 }
                 Ok(Pass::Contended) => {
@@ -100,6 +111,31 @@ impl Sequencer {
             () = shared.sequencer_wake.notified() => {}
             () = self.shutdown.sleep(pause) => {}
         }
+    }
+
+    /// Probes for waiting incoming rows at doubling gaps (from
+    /// `QUICK_POLL_FIRST` up to the poll interval); true when a probe found
+    /// one or a wakeup came, false when the gaps reached the poll interval
+    /// (or the probe failed: the regular poll then takes over).
+    async fn quick_polls(&mut self) -> bool {
+        let shared = self.shared.clone();
+        let mut gap = QUICK_POLL_FIRST;
+        while gap < self.config.poll_interval {
+            tokio::select! {
+                () = shared.sequencer_wake.notified() => return true,
+                () = tokio::time::sleep(gap) => {}
+                () = self.shutdown.wait() => return true,
+            }
+            match incoming_waiting(&shared).await {
+                Ok(true) => return true,
+                Ok(false) => gap = gap.saturating_mul(2),
+                Err(err) => {
+                    tracing::debug!(error = %err, "outbox quick poll failed");
+                    return false;
+                }
+            }
+        }
+        false
     }
 
     /// Waits for a wakeup or the poll interval; on a poll, wakes processors
@@ -401,6 +437,21 @@ impl Sequencer {
         }
         Ok(found)
     }
+}
+
+/// Whether any incoming row waits: one index probe, outside any transaction.
+async fn incoming_waiting(shared: &Shared) -> Result<bool, OutboxError> {
+    let probe = Query::select()
+        .expr(Expr::val(1))
+        .from(shared.tables.incoming.clone())
+        .limit(1)
+        .to_owned();
+    let row = shared
+        .db
+        .query_one(&probe)
+        .await
+        .map_err(|e| shared.db_error(e))?;
+    Ok(row.is_some())
 }
 
 /// One statement for all of this instance's partitions: which have sequenced

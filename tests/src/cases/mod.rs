@@ -99,7 +99,10 @@ pub use transactional::{
     two_instances_share_partitions_without_duplicates,
 };
 pub use vacuum::vacuum_removes_processed_rows;
-pub use wakeup::notifications_wake_another_instance_without_polling;
+pub use wakeup::{
+    notifications_wake_another_instance_without_polling,
+    quick_polls_after_activity_see_another_instances_commit,
+};
 
 use std::time::Duration;
 

@@ -94,3 +94,64 @@ pub async fn notifications_wake_another_instance_without_polling(db: TestDb) {
     let payloads: Vec<String> = rec.all().into_iter().map(|r| r.payload).collect();
     assert_eq!(payloads, vec!["first".to_string(), "second".to_string()]);
 }
+
+/// Without notifications (MySQL and SQLite, or `listen(false)`), a sequencer
+/// that just moved messages polls again within milliseconds, at doubling
+/// gaps: a commit in another instance right after is delivered long before
+/// the poll interval (here an hour).
+pub async fn quick_polls_after_activity_see_another_instances_commit(db: TestDb) {
+    let rec = Recorder::default();
+    let consumer = db
+        .builder()
+        .listen(false)
+        .poll_interval(Duration::from_secs(3600))
+        .queue(Queue::leased("q", 2, rec.clone()))
+        .start()
+        .await
+        .unwrap();
+    let producer_pool = db.another_pool().await;
+    let producer = db
+        .builder_on(producer_pool.clone())
+        .listen(false)
+        .run_workers(false)
+        .queue(Queue::produce_only("q", 2))
+        .start()
+        .await
+        .unwrap();
+
+    // The first message is the consumer's own: `notify` after its commit
+    // wakes the sequencer in process, and the quick polls start after that
+    // pass.
+    let txn = db.db.begin().await.unwrap();
+    consumer
+        .outbox()
+        .enqueue(&txn, "q", 1u32, Message::new("t", b"own".to_vec()))
+        .await
+        .unwrap();
+    txn.commit().await.unwrap();
+    consumer.outbox().notify();
+    assert!(
+        wait_until(Duration::from_secs(10), || rec.len() == 1).await,
+        "the consumer's own message did not arrive"
+    );
+
+    // The second comes from the other instance, which cannot wake the
+    // consumer: only a poll finds it.
+    let txn = producer_pool.begin().await.unwrap();
+    producer
+        .outbox()
+        .enqueue(&txn, "q", 1u32, Message::new("t", b"other".to_vec()))
+        .await
+        .unwrap();
+    txn.commit().await.unwrap();
+    let arrived = wait_until(Duration::from_secs(5), || rec.len() == 2).await;
+    producer.stop().await;
+    consumer.stop().await;
+    producer_pool.close().await.ok();
+    assert!(
+        arrived,
+        "another instance's commit waited for the poll interval: no quick poll after activity"
+    );
+    let payloads: Vec<String> = rec.all().into_iter().map(|r| r.payload).collect();
+    assert_eq!(payloads, vec!["own".to_string(), "other".to_string()]);
+}
