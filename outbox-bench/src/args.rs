@@ -218,10 +218,9 @@ impl Args {
             if self.rate.is_none() {
                 return Err("--soak-seconds needs --rate".into());
             }
-            if self.idle_seconds.is_some() || self.backlog || self.split_process || self.baseline {
+            if self.idle_seconds.is_some() || self.backlog || self.split_process {
                 return Err(
-                    "--soak-seconds excludes --idle-seconds, --backlog, --split-process and --baseline"
-                        .into(),
+                    "--soak-seconds excludes --idle-seconds, --backlog and --split-process".into(),
                 );
             }
         }

@@ -50,6 +50,11 @@
 //! `table_bytes_start`, `table_bytes_end` (every outbox table, after the
 //! first tenth of the run and at its end) and `rss_mib_start`,
 //! `rss_mib_end` (`VmRSS`); see `soak.rs` for how each backend is measured.
+//! Between the same two samples it counts `row_writes_per_msg` (rows
+//! inserted, updated and deleted in the outbox tables per message sent) and
+//! on PostgreSQL `wal_bytes_per_msg`; with `--baseline`,
+//! `baseline_wal_bytes_per_row` (WAL of the baseline's inserts per row) and
+//! `wal_vs_baseline`. See `writes.rs` for each backend's counter.
 //!
 //! `--idle-seconds T` starts the outbox with no traffic, lets it settle (1 s;
 //! 11 s when the counter is pg_stat_database, whose counts show up late, see
@@ -70,6 +75,7 @@ mod produce;
 mod recorder;
 mod soak;
 mod split;
+mod writes;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -138,6 +144,10 @@ struct Report {
     table_bytes_end: Option<u64>,
     rss_mib_start: Option<f64>,
     rss_mib_end: Option<f64>,
+    row_writes_per_msg: Option<f64>,
+    wal_bytes_per_msg: Option<f64>,
+    baseline_wal_bytes_per_row: Option<f64>,
+    wal_vs_baseline: Option<f64>,
 }
 
 impl Report {
@@ -210,6 +220,9 @@ async fn run(args: &Args) -> Result<Report, BoxError> {
 
 async fn scenario(args: &Args, bench: &BenchDb) -> Result<Report, BoxError> {
     bench.migrate().await?;
+    if args.soak_seconds.is_some() {
+        writes::prepare(bench).await?;
+    }
     let mut report = Report {
         backend: args.backend.name(),
         mode: args.mode.name(),
@@ -253,8 +266,9 @@ async fn scenario(args: &Args, bench: &BenchDb) -> Result<Report, BoxError> {
     let plan = Plan::new(args.messages, args.producers);
     let payload_bytes = usize::try_from(args.payload_bytes)?;
     if args.baseline {
-        let rows_per_sec = baseline(args, bench, &plan, payload_bytes).await?;
+        let (rows_per_sec, wal_per_row) = baseline(args, bench, &plan, payload_bytes).await?;
         report.baseline_rows_per_sec = Some(round3(rows_per_sec));
+        report.baseline_wal_bytes_per_row = wal_per_row.map(round3);
     }
 
     let clock = if args.split_process {
@@ -328,7 +342,8 @@ async fn in_process(
             Ok(handle) => {
                 let sampler = args
                     .soak_seconds
-                    .map(|seconds| soak::Sampler::start(bench, seconds));
+                    .zip(args.rate)
+                    .map(|(seconds, rate)| soak::Sampler::start(bench, seconds, rate));
                 let produced =
                     produce_into(args, bench, &handle, plan, clock, payload_bytes, &committed)
                         .await;
@@ -553,6 +568,15 @@ fn fill(report: &mut Report, args: &Args, run: Run) {
         report.table_bytes_end = Some(soak.table_bytes_end);
         report.rss_mib_start = soak.rss_mib_start;
         report.rss_mib_end = soak.rss_mib_end;
+        report.row_writes_per_msg = soak.row_writes_per_msg.map(round3);
+        report.wal_bytes_per_msg = soak.wal_bytes_per_msg.map(round3);
+        report.wal_vs_baseline = report
+            .wal_bytes_per_msg
+            .zip(report.baseline_wal_bytes_per_row)
+            .and_then(|(wal, base)| (base > 0.0).then(|| round3(wal / base)));
+        // A soak runs at a set rate: its e2e rate is that rate, not a
+        // throughput to hold against the baseline's.
+        report.e2e_vs_baseline = None;
     }
     if delivered.unknown > 0 {
         eprintln!(
@@ -669,7 +693,7 @@ async fn baseline(
     bench: &BenchDb,
     plan: &Plan,
     payload_bytes: usize,
-) -> Result<f64, BoxError> {
+) -> Result<(f64, Option<f64>), BoxError> {
     let table = bench.table("baseline");
     let ddl = match args.backend {
         BackendArg::Postgres => {
@@ -700,9 +724,15 @@ async fn baseline(
         payload_bytes,
     });
     let clock = Clock::monotonic();
+    let wal_before = writes::wal_bytes(&bench.db).await?;
     let produced = produce::run(&bench.db, sink, plan, args.batch, None, committed, clock).await;
     progress.abort();
     let produced = produced?;
+    let wal_per_row = writes::per_message(
+        wal_before,
+        writes::wal_bytes(&bench.db).await?,
+        args.messages as f64,
+    );
     let secs = secs_between(produced.start, produced.last_commit());
     bench
         .db
@@ -713,8 +743,10 @@ async fn baseline(
     } else {
         0.0
     };
-    eprintln!("outbox-bench: baseline: {rows_per_sec:.0} rows/s");
-    Ok(rows_per_sec)
+    eprintln!(
+        "outbox-bench: baseline: {rows_per_sec:.0} rows/s, {wal_per_row:?} WAL bytes per row"
+    );
+    Ok((rows_per_sec, wal_per_row))
 }
 
 type Counter = Box<dyn Fn() -> usize + Send>;

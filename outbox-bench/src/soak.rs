@@ -17,9 +17,10 @@ use outbox_core::sea_orm::{ConnectionTrait, DbBackend, Statement};
 
 use crate::BoxError;
 use crate::db::BenchDb;
+use crate::writes::{self, integer};
 
 /// Every table the outbox schema creates.
-const OUTBOX_TABLES: [&str; 6] = [
+pub(crate) const OUTBOX_TABLES: [&str; 6] = [
     "partition",
     "body",
     "incoming",
@@ -37,6 +38,11 @@ pub(crate) struct Figures {
     pub(crate) table_bytes_end: u64,
     pub(crate) rss_mib_start: Option<f64>,
     pub(crate) rss_mib_end: Option<f64>,
+    /// Rows written to the outbox tables between the samples, per message
+    /// sent meanwhile (see `writes.rs`).
+    pub(crate) row_writes_per_msg: Option<f64>,
+    /// PostgreSQL: WAL bytes between the samples, per message sent meanwhile.
+    pub(crate) wal_bytes_per_msg: Option<f64>,
 }
 
 /// One measurement.
@@ -45,6 +51,9 @@ struct Sample {
     rows: u64,
     bytes: u64,
     rss_mib: Option<f64>,
+    row_writes: Option<u64>,
+    wal_bytes: Option<u64>,
+    at: std::time::Instant,
 }
 
 /// The number of messages a soak of `seconds` at `rate` sends.
@@ -56,11 +65,12 @@ pub(crate) fn messages(seconds: f64, rate: f64) -> u64 {
 /// in the background, and the last one in [`Sampler::finish`].
 pub(crate) struct Sampler {
     first: tokio::task::JoinHandle<Result<Sample, String>>,
+    rate: f64,
 }
 
 impl Sampler {
     /// Starts the clock: call it when the producers start.
-    pub(crate) fn start(bench: &BenchDb, seconds: f64) -> Self {
+    pub(crate) fn start(bench: &BenchDb, seconds: f64, rate: f64) -> Self {
         let db = bench.db.clone();
         let prefix = bench.prefix.clone();
         let delay = Duration::from_secs_f64(seconds / 10.0);
@@ -76,7 +86,7 @@ impl Sampler {
             );
             Ok(sample)
         });
-        Self { first }
+        Self { first, rate }
     }
 
     /// Takes the last sample (call it when the producers are done, before
@@ -88,7 +98,18 @@ impl Sampler {
             "outbox-bench: soak: at the end: {} rows, {} bytes in the outbox tables, rss {:?} MiB",
             end.rows, end.bytes, end.rss_mib
         );
+        // A steady state: as many messages are sent as are delivered and
+        // vacuumed, `rate` a second.
+        let messages = self.rate * end.at.duration_since(start.at).as_secs_f64();
+        let row_writes_per_msg = writes::per_message(start.row_writes, end.row_writes, messages);
+        let wal_bytes_per_msg = writes::per_message(start.wal_bytes, end.wal_bytes, messages);
+        eprintln!(
+            "outbox-bench: soak: {messages:.0} messages between the samples: \
+             {row_writes_per_msg:?} row writes and {wal_bytes_per_msg:?} WAL bytes per message"
+        );
         Ok(Figures {
+            row_writes_per_msg,
+            wal_bytes_per_msg,
             table_rows_start: start.rows,
             table_rows_end: end.rows,
             table_bytes_start: start.bytes,
@@ -150,19 +171,10 @@ async fn sample<C: ConnectionTrait>(db: &C, prefix: &str) -> Result<Sample, BoxE
         rows,
         bytes,
         rss_mib: rss_mib(),
+        row_writes: writes::row_writes(db, prefix).await?,
+        wal_bytes: writes::wal_bytes(db).await?,
+        at: std::time::Instant::now(),
     })
-}
-
-async fn integer<C: ConnectionTrait>(db: &C, sql: &str) -> Result<u64, BoxError> {
-    let row = db
-        .query_one_raw(Statement::from_string(
-            db.get_database_backend(),
-            sql.to_owned(),
-        ))
-        .await?
-        .ok_or_else(|| format!("no row from {sql}"))?;
-    let n: i64 = row.try_get("", "n")?;
-    Ok(u64::try_from(n).unwrap_or(0))
 }
 
 /// This process's resident set size (`VmRSS`) in MiB; `None` off Linux.
