@@ -8,6 +8,7 @@ use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
 use sea_orm::{ConnectionTrait, DatabaseConnection};
 use tokio::sync::{Notify, watch};
 
+use crate::column::Column;
 use crate::dialect::Dialect;
 use crate::error::{DbErrorKind, OutboxError};
 use crate::handle::OutboxHandle;
@@ -507,64 +508,70 @@ async fn check_schema(
     dialect: &dyn Dialect,
     tables: &Tables,
 ) -> Result<(), OutboxError> {
-    let probes: [(&sea_orm::sea_query::Alias, &[&'static str]); 6] = [
+    let probes: [(&sea_orm::sea_query::Alias, &[Column]); 6] = [
         (
             &tables.instance,
-            &["owner", "heartbeat_until", "incarnation"],
+            &[Column::Owner, Column::HeartbeatUntil, Column::Incarnation],
         ),
         (
             &tables.partition,
             &[
-                "id",
-                "queue_name",
-                "partition_no",
-                "next_seq",
-                "processed_seq",
-                "attempts",
-                "last_error",
-                "retry_at",
-                "lease_owner",
-                "lease_until",
-                "lease_token",
+                Column::Id,
+                Column::QueueName,
+                Column::PartitionNo,
+                Column::NextSeq,
+                Column::ProcessedSeq,
+                Column::Attempts,
+                Column::LastError,
+                Column::RetryAt,
+                Column::LeaseOwner,
+                Column::LeaseUntil,
+                Column::LeaseToken,
             ],
         ),
         (
             &tables.body,
             &[
-                "message_id",
-                "payload",
-                "payload_type",
-                "headers",
-                "created_at",
+                Column::MessageId,
+                Column::Payload,
+                Column::PayloadType,
+                Column::Headers,
+                Column::CreatedAt,
             ],
         ),
-        (&tables.incoming, &["id", "partition_id", "message_id"]),
-        (&tables.outgoing, &["partition_id", "seq", "message_id"]),
+        (
+            &tables.incoming,
+            &[Column::Id, Column::PartitionId, Column::MessageId],
+        ),
+        (
+            &tables.outgoing,
+            &[Column::PartitionId, Column::Seq, Column::MessageId],
+        ),
         (
             &tables.dead_letter,
             &[
-                "id",
-                "queue_name",
-                "partition_no",
-                "seq",
-                "message_id",
-                "payload",
-                "payload_type",
-                "headers",
-                "created_at",
-                "failed_at",
-                "attempts",
-                "last_error",
-                "status",
-                "deadline",
-                "completed_at",
+                Column::Id,
+                Column::QueueName,
+                Column::PartitionNo,
+                Column::Seq,
+                Column::MessageId,
+                Column::Payload,
+                Column::PayloadType,
+                Column::Headers,
+                Column::CreatedAt,
+                Column::FailedAt,
+                Column::Attempts,
+                Column::LastError,
+                Column::Status,
+                Column::Deadline,
+                Column::CompletedAt,
             ],
         ),
     ];
     for (table, columns) in probes {
         // Qualified names: SQLite reads an unknown double-quoted name on its
-        // own as a string literal, so `SELECT "lease_token"` from a table
-        // without that column would succeed; `"table"."lease_token"` fails.
+        // own as a string literal, so `SELECT Column::LeaseToken` from a table
+        // without that column would succeed; `"table".Column::LeaseToken` fails.
         let select = Query::select()
             .columns(columns.iter().map(|column| (table.clone(), *column)))
             .from(table.clone())
@@ -605,10 +612,10 @@ async fn ensure_partitions(
         let mut insert = Query::insert();
         insert
             .into_table(tables.partition.clone())
-            .columns(["queue_name", "partition_no"])
+            .columns([Column::QueueName, Column::PartitionNo])
             .on_conflict(
-                OnConflict::columns(["queue_name", "partition_no"])
-                    .do_nothing_on(["queue_name"])
+                OnConflict::columns([Column::QueueName, Column::PartitionNo])
+                    .do_nothing_on([Column::QueueName])
                     .to_owned(),
             );
         for (queue, n) in chunk {
@@ -619,15 +626,15 @@ async fn ensure_partitions(
         db.execute(&insert).await.map_err(err)?;
     }
     let select = Query::select()
-        .columns(["id", "queue_name", "partition_no"])
+        .columns([Column::Id, Column::QueueName, Column::PartitionNo])
         .from(tables.partition.clone())
-        .and_where(Expr::col("queue_name").is_in(queues.iter().map(|q| q.name.clone())))
+        .and_where(Expr::col(Column::QueueName).is_in(queues.iter().map(|q| q.name.clone())))
         .to_owned();
     let mut ids = HashMap::new();
     for row in db.query_all(&select).await.map_err(err)? {
-        let id: i64 = row.try_get("", "id").map_err(err)?;
-        let queue: String = row.try_get("", "queue_name").map_err(err)?;
-        let n: i32 = row.try_get("", "partition_no").map_err(err)?;
+        let id: i64 = row.try_get("", Column::Id.name()).map_err(err)?;
+        let queue: String = row.try_get("", Column::QueueName.name()).map_err(err)?;
+        let n: i32 = row.try_get("", Column::PartitionNo.name()).map_err(err)?;
         ids.insert((queue, u32::try_from(n).unwrap_or(u32::MAX)), id);
     }
     Ok(ids)

@@ -22,6 +22,7 @@ use sea_orm::{ConnectionTrait, TransactionTrait};
 use tracing::Instrument;
 
 use crate::admin::OutboxAdmin;
+use crate::column::Column;
 use crate::error::OutboxError;
 
 pub use record::{DeadLetter, DeadLetterList, DeadLetterSummary};
@@ -95,14 +96,14 @@ impl DeadLetters {
         let now = a.dialect.now_millis();
         let mut cond = Cond::all().add(scope.condition(&now));
         if let Some(after) = page.after() {
-            cond = cond.add(Expr::col("id").gt(after));
+            cond = cond.add(Expr::col(Column::Id).gt(after));
         }
         let select = Query::select()
             .columns(SUMMARY_COLUMNS)
             .expr_as(now, Alias::new(NOW_COLUMN))
             .from(a.tables.dead_letter.clone())
             .cond_where(cond)
-            .order_by("id", Order::Asc)
+            .order_by(Column::Id, Order::Asc)
             .limit(u64::from(page.limit()))
             .to_owned();
         let rows = a.db.query_all(&select).await.map_err(|e| a.error(e))?;
@@ -133,7 +134,7 @@ impl DeadLetters {
         let a = &self.admin;
         let now = a.dialect.now_millis();
         let select = Query::select()
-            .expr_as(Func::count(Expr::col("id")), Alias::new("n"))
+            .expr_as(Func::count(Expr::col(Column::Id)), Alias::new("n"))
             .from(a.tables.dead_letter.clone())
             .cond_where(scope.condition(&now))
             .to_owned();
@@ -160,7 +161,7 @@ impl DeadLetters {
             .columns(BODY_COLUMNS)
             .expr_as(a.dialect.now_millis(), Alias::new(NOW_COLUMN))
             .from(a.tables.dead_letter.clone())
-            .and_where(Expr::col("id").eq(id))
+            .and_where(Expr::col(Column::Id).eq(id))
             .to_owned();
         match a.db.query_one(&select).await.map_err(|e| a.error(e))? {
             Some(row) => parse_letter(&row),
@@ -257,7 +258,7 @@ impl DeadLetters {
             .expr_as(now.clone(), Alias::new(NOW_COLUMN))
             .from(a.tables.dead_letter.clone())
             .cond_where(Cond::all().add(scope.condition(&now)).add(claimable(&now)))
-            .order_by("id", Order::Asc)
+            .order_by(Column::Id, Order::Asc)
             .limit(u64::from(limit));
         lock_candidates(&mut select, a);
         let rows = txn.query_all(&select).await.map_err(err)?;
@@ -273,11 +274,11 @@ impl DeadLetters {
             .collect::<Result<Vec<_>, _>>()?;
         let update = Query::update()
             .table(a.tables.dead_letter.clone())
-            .value("status", DeadLetterStatus::Reprocessing.as_str())
-            .value("deadline", deadline)
+            .value(Column::Status, DeadLetterStatus::Reprocessing.as_str())
+            .value(Column::Deadline, deadline)
             .cond_where(
                 Cond::all()
-                    .add(Expr::col("id").is_in(letters.iter().map(|l| l.id)))
+                    .add(Expr::col(Column::Id).is_in(letters.iter().map(|l| l.id)))
                     .add(claimable(&now)),
             )
             .to_owned();
@@ -328,11 +329,11 @@ impl DeadLetters {
         let a = &self.admin;
         let update = Query::update()
             .table(a.tables.dead_letter.clone())
-            .value("status", DeadLetterStatus::Pending.as_str())
-            .value("deadline", Option::<i64>::None)
-            .value("last_error", crate::reason::stored_reason(error))
-            .value("attempts", Expr::col("attempts").add(1))
-            .and_where(Expr::col("id").is_in(ids.iter().copied()))
+            .value(Column::Status, DeadLetterStatus::Pending.as_str())
+            .value(Column::Deadline, Option::<i64>::None)
+            .value(Column::LastError, crate::reason::stored_reason(error))
+            .value(Column::Attempts, Expr::col(Column::Attempts).add(1))
+            .and_where(Expr::col(Column::Id).is_in(ids.iter().copied()))
             .and_where(open())
             .to_owned();
         let result = a.db.execute(&update).await.map_err(|e| a.error(e))?;
@@ -348,10 +349,10 @@ impl DeadLetters {
         let a = &self.admin;
         let update = Query::update()
             .table(a.tables.dead_letter.clone())
-            .value("status", status.as_str())
-            .value("deadline", Option::<i64>::None)
-            .value("completed_at", a.dialect.now_millis())
-            .and_where(Expr::col("id").is_in(ids.iter().copied()))
+            .value(Column::Status, status.as_str())
+            .value(Column::Deadline, Option::<i64>::None)
+            .value(Column::CompletedAt, a.dialect.now_millis())
+            .and_where(Expr::col(Column::Id).is_in(ids.iter().copied()))
             .and_where(open())
             .to_owned();
         let result = a.db.execute(&update).await.map_err(|e| a.error(e))?;
@@ -378,9 +379,9 @@ impl DeadLetters {
         let now = a.dialect.now_millis();
         let update = Query::update()
             .table(a.tables.dead_letter.clone())
-            .value("status", DeadLetterStatus::Discarded.as_str())
-            .value("deadline", Option::<i64>::None)
-            .value("completed_at", now.clone())
+            .value(Column::Status, DeadLetterStatus::Discarded.as_str())
+            .value(Column::Deadline, Option::<i64>::None)
+            .value(Column::CompletedAt, now.clone())
             .cond_where(Cond::all().add(scope.condition(&now)).add(open()))
             .to_owned();
         let result =
@@ -419,7 +420,7 @@ impl DeadLetters {
                 Cond::all()
                     .add(scope.condition(&now))
                     .add(finished())
-                    .add(Expr::col("completed_at").lte(now.clone().sub(age))),
+                    .add(Expr::col(Column::CompletedAt).lte(now.clone().sub(age))),
             )
             .to_owned();
         let result =

@@ -70,6 +70,7 @@
 
 mod admin;
 mod builder;
+mod column;
 mod dead_letter;
 mod dialect;
 mod error;

@@ -10,6 +10,7 @@ use sea_orm::sea_query::{
 use sea_orm::{ConnectionTrait, DbErr, Statement};
 use sea_orm_migration::{MigrationName, MigrationTrait, SchemaManager};
 
+use crate::column::Column;
 use crate::dialect::{ColumnKind, Dialect};
 use crate::error::OutboxError;
 use crate::table::Tables;
@@ -133,10 +134,10 @@ impl OutboxSchema {
     async fn add_columns<C: ConnectionTrait>(&self, db: &C) -> Result<(), DbErr> {
         use ColumnKind::BigInt;
         let t = &self.tables;
-        let mut incarnation = self.column("incarnation", BigInt);
+        let mut incarnation = self.column(Column::Incarnation.name(), BigInt);
         incarnation.default(0);
         let probe = Query::select()
-            .column((t.instance.clone(), "incarnation"))
+            .column((t.instance.clone(), Column::Incarnation))
             .from(t.instance.clone())
             .and_where(Expr::val(1).eq(0))
             .to_owned();
@@ -189,7 +190,7 @@ impl OutboxSchema {
     }
 
     fn auto_id(&self) -> ColumnDef {
-        let mut def = ColumnDef::new("id");
+        let mut def = ColumnDef::new(Column::Id);
         def.big_integer().not_null().auto_increment().primary_key();
         def
     }
@@ -227,22 +228,31 @@ impl OutboxSchema {
             .table(t.partition.clone())
             .if_not_exists()
             .col(self.auto_id())
-            .col(self.column("queue_name", Name))
-            .col(self.column("partition_no", Int))
-            .col(with_default(self.column("next_seq", BigInt), 1))
-            .col(with_default(self.column("processed_seq", BigInt), 0))
-            .col(with_default(self.column("attempts", Int), 0))
-            .col(nullable(self.column("last_error", Text)))
-            .col(with_default(self.column("retry_at", BigInt), 0))
-            .col(nullable(self.column("lease_owner", Name)))
-            .col(with_default(self.column("lease_until", BigInt), 0))
-            .col(with_default(self.column("lease_token", BigInt), 0))
+            .col(self.column(Column::QueueName.name(), Name))
+            .col(self.column(Column::PartitionNo.name(), Int))
+            .col(with_default(self.column(Column::NextSeq.name(), BigInt), 1))
+            .col(with_default(
+                self.column(Column::ProcessedSeq.name(), BigInt),
+                0,
+            ))
+            .col(with_default(self.column(Column::Attempts.name(), Int), 0))
+            .col(nullable(self.column(Column::LastError.name(), Text)))
+            .col(with_default(self.column(Column::RetryAt.name(), BigInt), 0))
+            .col(nullable(self.column(Column::LeaseOwner.name(), Name)))
+            .col(with_default(
+                self.column(Column::LeaseUntil.name(), BigInt),
+                0,
+            ))
+            .col(with_default(
+                self.column(Column::LeaseToken.name(), BigInt),
+                0,
+            ))
             .to_owned();
         let partition_indexes = vec![
             self.index(
                 &t.partition,
                 "partition_queue_no",
-                &["queue_name", "partition_no"],
+                &[Column::QueueName.name(), Column::PartitionNo.name()],
             )
             .unique()
             .to_owned(),
@@ -252,73 +262,92 @@ impl OutboxSchema {
             .table(t.body.clone())
             .if_not_exists()
             .col(
-                self.column("message_id", MessageId)
+                self.column(Column::MessageId.name(), MessageId)
                     .primary_key()
                     .to_owned(),
             )
-            .col(self.column("payload", Bytes))
-            .col(self.column("payload_type", Name))
-            .col(self.column("headers", Text))
-            .col(self.column("created_at", BigInt))
+            .col(self.column(Column::Payload.name(), Bytes))
+            .col(self.column(Column::PayloadType.name(), Name))
+            .col(self.column(Column::Headers.name(), Text))
+            .col(self.column(Column::CreatedAt.name(), BigInt))
             .to_owned();
 
         let incoming = Table::create()
             .table(t.incoming.clone())
             .if_not_exists()
             .col(self.auto_id())
-            .col(self.column("partition_id", BigInt))
-            .col(self.column("message_id", MessageId))
+            .col(self.column(Column::PartitionId.name(), BigInt))
+            .col(self.column(Column::MessageId.name(), MessageId))
             .to_owned();
         let incoming_indexes = vec![self.index(
             &t.incoming,
             "incoming_partition_id",
-            &["partition_id", "id"],
+            &[Column::PartitionId.name(), Column::Id.name()],
         )];
 
         let outgoing = Table::create()
             .table(t.outgoing.clone())
             .if_not_exists()
-            .col(self.column("partition_id", BigInt))
-            .col(self.column("seq", BigInt))
-            .col(self.column("message_id", MessageId))
-            .primary_key(Index::create().col("partition_id").col("seq"))
+            .col(self.column(Column::PartitionId.name(), BigInt))
+            .col(self.column(Column::Seq.name(), BigInt))
+            .col(self.column(Column::MessageId.name(), MessageId))
+            .primary_key(Index::create().col(Column::PartitionId).col(Column::Seq))
             .to_owned();
 
         let dead_letter = Table::create()
             .table(t.dead_letter.clone())
             .if_not_exists()
             .col(self.auto_id())
-            .col(self.column("queue_name", Name))
-            .col(self.column("partition_no", Int))
-            .col(self.column("seq", BigInt))
-            .col(self.column("message_id", MessageId))
-            .col(self.column("payload", Bytes))
-            .col(self.column("payload_type", Name))
-            .col(self.column("headers", Text))
-            .col(self.column("created_at", BigInt))
-            .col(self.column("failed_at", BigInt))
-            .col(self.column("attempts", Int))
-            .col(self.column("last_error", Text))
-            .col(self.column("status", Name))
-            .col(nullable(self.column("deadline", BigInt)))
-            .col(nullable(self.column("completed_at", BigInt)))
+            .col(self.column(Column::QueueName.name(), Name))
+            .col(self.column(Column::PartitionNo.name(), Int))
+            .col(self.column(Column::Seq.name(), BigInt))
+            .col(self.column(Column::MessageId.name(), MessageId))
+            .col(self.column(Column::Payload.name(), Bytes))
+            .col(self.column(Column::PayloadType.name(), Name))
+            .col(self.column(Column::Headers.name(), Text))
+            .col(self.column(Column::CreatedAt.name(), BigInt))
+            .col(self.column(Column::FailedAt.name(), BigInt))
+            .col(self.column(Column::Attempts.name(), Int))
+            .col(self.column(Column::LastError.name(), Text))
+            .col(self.column(Column::Status.name(), Name))
+            .col(nullable(self.column(Column::Deadline.name(), BigInt)))
+            .col(nullable(self.column(Column::CompletedAt.name(), BigInt)))
             .to_owned();
         let dead_letter_indexes = vec![
             self.index(
                 &t.dead_letter,
                 "dead_letter_scope",
-                &["status", "queue_name", "partition_no"],
+                &[
+                    Column::Status.name(),
+                    Column::QueueName.name(),
+                    Column::PartitionNo.name(),
+                ],
             ),
-            self.index(&t.dead_letter, "dead_letter_failed_at", &["failed_at"]),
-            self.index(&t.dead_letter, "dead_letter_message_id", &["message_id"]),
+            self.index(
+                &t.dead_letter,
+                "dead_letter_failed_at",
+                &[Column::FailedAt.name()],
+            ),
+            self.index(
+                &t.dead_letter,
+                "dead_letter_message_id",
+                &[Column::MessageId.name()],
+            ),
         ];
 
         let instance = Table::create()
             .table(t.instance.clone())
             .if_not_exists()
-            .col(self.column("owner", Name).primary_key().to_owned())
-            .col(self.column("heartbeat_until", BigInt))
-            .col(with_default(self.column("incarnation", BigInt), 0))
+            .col(
+                self.column(Column::Owner.name(), Name)
+                    .primary_key()
+                    .to_owned(),
+            )
+            .col(self.column(Column::HeartbeatUntil.name(), BigInt))
+            .col(with_default(
+                self.column(Column::Incarnation.name(), BigInt),
+                0,
+            ))
             .to_owned();
 
         vec![

@@ -14,6 +14,7 @@ use tokio::sync::Notify;
 use tracing::Instrument;
 use uuid::Uuid;
 
+use crate::column::Column;
 use crate::dialect::Dialect;
 use crate::error::{DbErrorKind, OutboxError};
 use crate::message::Message;
@@ -256,16 +257,16 @@ impl Outbox {
             for chunk in chunks {
                 let mut body = Query::insert();
                 body.into_table(shared.tables.body.clone()).columns([
-                    "message_id",
-                    "payload",
-                    "payload_type",
-                    "headers",
-                    "created_at",
+                    Column::MessageId,
+                    Column::Payload,
+                    Column::PayloadType,
+                    Column::Headers,
+                    Column::CreatedAt,
                 ]);
                 let mut incoming = Query::insert();
                 incoming
                     .into_table(shared.tables.incoming.clone())
-                    .columns(["partition_id", "message_id"]);
+                    .columns([Column::PartitionId, Column::MessageId]);
                 for (id, partition_id, message, headers) in chunk {
                     body.values([
                         Expr::val(id.as_bytes().to_vec()),

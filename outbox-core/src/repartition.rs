@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query};
 use sea_orm::{ConnectionTrait, DatabaseConnection};
 
+use crate::column::Column;
 use crate::dialect::Dialect;
 use crate::error::OutboxError;
 use crate::queue::Queue;
@@ -40,23 +41,23 @@ pub(crate) async fn check(
     let err = |e| crate::db_error(dialect, e);
     let select = Query::select()
         .columns([
-            "id",
-            "queue_name",
-            "partition_no",
-            "next_seq",
-            "processed_seq",
+            Column::Id,
+            Column::QueueName,
+            Column::PartitionNo,
+            Column::NextSeq,
+            Column::ProcessedSeq,
         ])
         .from(tables.partition.clone())
-        .and_where(Expr::col("queue_name").is_in(queues.iter().map(|q| q.name.clone())))
+        .and_where(Expr::col(Column::QueueName).is_in(queues.iter().map(|q| q.name.clone())))
         .to_owned();
     let mut existing: HashMap<String, Vec<Row>> = HashMap::new();
     for row in db.query_all(&select).await.map_err(err)? {
-        let queue: String = row.try_get("", "queue_name").map_err(err)?;
-        let partition: i32 = row.try_get("", "partition_no").map_err(err)?;
-        let next_seq: i64 = row.try_get("", "next_seq").map_err(err)?;
-        let processed_seq: i64 = row.try_get("", "processed_seq").map_err(err)?;
+        let queue: String = row.try_get("", Column::QueueName.name()).map_err(err)?;
+        let partition: i32 = row.try_get("", Column::PartitionNo.name()).map_err(err)?;
+        let next_seq: i64 = row.try_get("", Column::NextSeq.name()).map_err(err)?;
+        let processed_seq: i64 = row.try_get("", Column::ProcessedSeq.name()).map_err(err)?;
         existing.entry(queue).or_default().push(Row {
-            id: row.try_get("", "id").map_err(err)?,
+            id: row.try_get("", Column::Id.name()).map_err(err)?,
             partition: u32::try_from(partition).unwrap_or(u32::MAX),
             unprocessed: Ord::max(next_seq - 1 - processed_seq, 0),
         });
@@ -110,16 +111,16 @@ async fn waiting_per_partition(
 ) -> Result<BTreeMap<u32, u64>, OutboxError> {
     let err = |e| crate::db_error(dialect, e);
     let count = Query::select()
-        .column("partition_id")
-        .expr_as(Expr::col("id").count(), Alias::new("n"))
+        .column(Column::PartitionId)
+        .expr_as(Expr::col(Column::Id).count(), Alias::new("n"))
         .from(tables.incoming.clone())
-        .and_where(Expr::col("partition_id").is_in(rows.iter().map(|r| r.id)))
-        .group_by_col("partition_id")
+        .and_where(Expr::col(Column::PartitionId).is_in(rows.iter().map(|r| r.id)))
+        .group_by_col(Column::PartitionId)
         .to_owned();
     let mut incoming: HashMap<i64, i64> = HashMap::new();
     for row in db.query_all(&count).await.map_err(err)? {
         incoming.insert(
-            row.try_get("", "partition_id").map_err(err)?,
+            row.try_get("", Column::PartitionId.name()).map_err(err)?,
             row.try_get("", "n").map_err(err)?,
         );
     }

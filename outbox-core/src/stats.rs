@@ -7,6 +7,7 @@ use sea_orm::sea_query::{Alias, CaseStatement, Expr, ExprTrait, Func, Order, Que
 use sea_orm::{ConnectionTrait, DbErr, QueryResult};
 
 use crate::admin::OutboxAdmin;
+use crate::column::Column;
 use crate::dead_letter::DeadLetterStatus;
 use crate::error::OutboxError;
 
@@ -167,23 +168,23 @@ pub(crate) async fn collect(
     let mut select = Query::select();
     select
         .columns([
-            "id",
-            "queue_name",
-            "partition_no",
-            "next_seq",
-            "processed_seq",
-            "attempts",
-            "last_error",
-            "retry_at",
-            "lease_owner",
-            "lease_until",
+            Column::Id,
+            Column::QueueName,
+            Column::PartitionNo,
+            Column::NextSeq,
+            Column::ProcessedSeq,
+            Column::Attempts,
+            Column::LastError,
+            Column::RetryAt,
+            Column::LeaseOwner,
+            Column::LeaseUntil,
         ])
         .expr_as(now_expr.clone(), Alias::new("now_ms"))
         .from(t.partition.clone())
-        .order_by("queue_name", Order::Asc)
-        .order_by("partition_no", Order::Asc);
+        .order_by(Column::QueueName, Order::Asc)
+        .order_by(Column::PartitionNo, Order::Asc);
     if let Some(queue) = queue {
-        select.and_where(Expr::col("queue_name").eq(queue));
+        select.and_where(Expr::col(Column::QueueName).eq(queue));
     }
     let rows = admin.db.query_all(&select).await.map_err(err)?;
     let now = match rows.first() {
@@ -201,15 +202,16 @@ pub(crate) async fn collect(
     let mut by_id: HashMap<i64, (String, u32)> = HashMap::new();
     let mut queues: BTreeMap<String, BTreeMap<u32, PartitionStats>> = BTreeMap::new();
     for row in &rows {
-        let id: i64 = row.try_get("", "id").map_err(err)?;
-        let name: String = row.try_get("", "queue_name").map_err(err)?;
-        let partition = u32::try_from(int(row, "partition_no").map_err(err)?).unwrap_or(0);
-        let next_seq: i64 = row.try_get("", "next_seq").map_err(err)?;
-        let processed_seq: i64 = row.try_get("", "processed_seq").map_err(err)?;
-        let attempts = u32::try_from(int(row, "attempts").map_err(err)?).unwrap_or(0);
-        let retry_at: i64 = row.try_get("", "retry_at").map_err(err)?;
-        let lease_until: i64 = row.try_get("", "lease_until").map_err(err)?;
-        let last_error: Option<String> = row.try_get("", "last_error").map_err(err)?;
+        let id: i64 = row.try_get("", Column::Id.name()).map_err(err)?;
+        let name: String = row.try_get("", Column::QueueName.name()).map_err(err)?;
+        let partition =
+            u32::try_from(int(row, Column::PartitionNo.name()).map_err(err)?).unwrap_or(0);
+        let next_seq: i64 = row.try_get("", Column::NextSeq.name()).map_err(err)?;
+        let processed_seq: i64 = row.try_get("", Column::ProcessedSeq.name()).map_err(err)?;
+        let attempts = u32::try_from(int(row, Column::Attempts.name()).map_err(err)?).unwrap_or(0);
+        let retry_at: i64 = row.try_get("", Column::RetryAt.name()).map_err(err)?;
+        let lease_until: i64 = row.try_get("", Column::LeaseUntil.name()).map_err(err)?;
+        let last_error: Option<String> = row.try_get("", Column::LastError.name()).map_err(err)?;
         // A head waiting after `Outcome::Unavailable` keeps its attempt count
         // (often 0) but has an error until it succeeds.
         let blocked = attempts > 0 || last_error.is_some();
@@ -220,7 +222,7 @@ pub(crate) async fn collect(
             oldest_unprocessed_age_ms: None,
             processed_seq,
             next_seq,
-            lease_owner: row.try_get("", "lease_owner").map_err(err)?,
+            lease_owner: row.try_get("", Column::LeaseOwner.name()).map_err(err)?,
             lease_until_ms: (lease_until > 0).then_some(lease_until),
             lease_held: lease_until > now,
             attempts,
@@ -237,23 +239,27 @@ pub(crate) async fn collect(
     let (inc, body) = (&t.incoming, &t.body);
     let mut select = Query::select();
     select
-        .column((inc.clone(), "partition_id"))
-        .expr_as(Func::count(Expr::col((inc.clone(), "id"))), Alias::new("n"))
+        .column((inc.clone(), Column::PartitionId))
         .expr_as(
-            Func::min(Expr::col((body.clone(), "created_at"))),
+            Func::count(Expr::col((inc.clone(), Column::Id))),
+            Alias::new("n"),
+        )
+        .expr_as(
+            Func::min(Expr::col((body.clone(), Column::CreatedAt))),
             Alias::new("oldest"),
         )
         .from(inc.clone())
         .left_join(
             body.clone(),
-            Expr::col((body.clone(), "message_id")).equals((inc.clone(), "message_id")),
+            Expr::col((body.clone(), Column::MessageId)).equals((inc.clone(), Column::MessageId)),
         )
-        .group_by_col((inc.clone(), "partition_id"));
+        .group_by_col((inc.clone(), Column::PartitionId));
     if queue.is_some() {
-        select.and_where(Expr::col((inc.clone(), "partition_id")).is_in(by_id.keys().copied()));
+        select
+            .and_where(Expr::col((inc.clone(), Column::PartitionId)).is_in(by_id.keys().copied()));
     }
     for row in admin.db.query_all(&select).await.map_err(err)? {
-        let id: i64 = row.try_get("", "partition_id").map_err(err)?;
+        let id: i64 = row.try_get("", Column::PartitionId.name()).map_err(err)?;
         let oldest: Option<i64> = row.try_get("", "oldest").map_err(err)?;
         if let Some(p) = lookup(&mut queues, &by_id, id) {
             p.incoming = count(&row, "n").map_err(err)?;
@@ -265,36 +271,39 @@ pub(crate) async fn collect(
     let (part, out) = (&t.partition, &t.outgoing);
     let mut select = Query::select();
     select
-        .expr_as(Expr::col((part.clone(), "id")), Alias::new("partition_id"))
+        .expr_as(Expr::col((part.clone(), Column::Id)), Column::PartitionId)
         .expr_as(
-            Expr::col((body.clone(), "created_at")),
-            Alias::new("created_at"),
+            Expr::col((body.clone(), Column::CreatedAt)),
+            Column::CreatedAt,
         )
         .from(part.clone())
         .inner_join(
             out.clone(),
-            Expr::col((out.clone(), "partition_id"))
-                .equals((part.clone(), "id"))
+            Expr::col((out.clone(), Column::PartitionId))
+                .equals((part.clone(), Column::Id))
                 .and(
-                    Expr::col((out.clone(), "seq"))
-                        .eq(Expr::col((part.clone(), "processed_seq")).add(1)),
+                    Expr::col((out.clone(), Column::Seq)).eq(Expr::col((
+                        part.clone(),
+                        Column::ProcessedSeq,
+                    ))
+                    .add(1)),
                 ),
         )
         .inner_join(
             body.clone(),
-            Expr::col((body.clone(), "message_id")).equals((out.clone(), "message_id")),
+            Expr::col((body.clone(), Column::MessageId)).equals((out.clone(), Column::MessageId)),
         )
         .and_where(
-            Expr::col((part.clone(), "next_seq"))
+            Expr::col((part.clone(), Column::NextSeq))
                 .sub(1)
-                .gt(Expr::col((part.clone(), "processed_seq"))),
+                .gt(Expr::col((part.clone(), Column::ProcessedSeq))),
         );
     if let Some(queue) = queue {
-        select.and_where(Expr::col((part.clone(), "queue_name")).eq(queue));
+        select.and_where(Expr::col((part.clone(), Column::QueueName)).eq(queue));
     }
     for row in admin.db.query_all(&select).await.map_err(err)? {
-        let id: i64 = row.try_get("", "partition_id").map_err(err)?;
-        let created: i64 = row.try_get("", "created_at").map_err(err)?;
+        let id: i64 = row.try_get("", Column::PartitionId.name()).map_err(err)?;
+        let created: i64 = row.try_get("", Column::CreatedAt.name()).map_err(err)?;
         if let Some(p) = lookup(&mut queues, &by_id, id) {
             let head = age(now, Some(created));
             p.oldest_unprocessed_age_ms = Ord::max(p.oldest_unprocessed_age_ms, head);
@@ -303,29 +312,30 @@ pub(crate) async fn collect(
 
     // 4. Dead letters by queue, partition and status; expired claims apart.
     let expired = CaseStatement::new().case(
-        Expr::col("deadline")
+        Expr::col(Column::Deadline)
             .is_null()
-            .or(Expr::col("deadline").lt(now_expr)),
+            .or(Expr::col(Column::Deadline).lt(now_expr)),
         Expr::cust("1"),
     );
     let mut select = Query::select();
     select
-        .columns(["queue_name", "partition_no", "status"])
-        .expr_as(Func::count(Expr::col("id")), Alias::new("n"))
+        .columns([Column::QueueName, Column::PartitionNo, Column::Status])
+        .expr_as(Func::count(Expr::col(Column::Id)), Alias::new("n"))
         .expr_as(
             Func::count(Into::<Expr>::into(expired)),
             Alias::new("expired"),
         )
         .from(t.dead_letter.clone())
-        .group_by_columns(["queue_name", "partition_no", "status"]);
+        .group_by_columns([Column::QueueName, Column::PartitionNo, Column::Status]);
     if let Some(queue) = queue {
-        select.and_where(Expr::col("queue_name").eq(queue));
+        select.and_where(Expr::col(Column::QueueName).eq(queue));
     }
     let mut dead: BTreeMap<String, DeadLetterCounts> = BTreeMap::new();
     for row in admin.db.query_all(&select).await.map_err(err)? {
-        let name: String = row.try_get("", "queue_name").map_err(err)?;
-        let partition = u32::try_from(int(&row, "partition_no").map_err(err)?).unwrap_or(0);
-        let status: String = row.try_get("", "status").map_err(err)?;
+        let name: String = row.try_get("", Column::QueueName.name()).map_err(err)?;
+        let partition =
+            u32::try_from(int(&row, Column::PartitionNo.name()).map_err(err)?).unwrap_or(0);
+        let status: String = row.try_get("", Column::Status.name()).map_err(err)?;
         let n = count(&row, "n").map_err(err)?;
         let expired = count(&row, "expired").map_err(err)?;
         let mut counts = DeadLetterCounts::default();

@@ -6,27 +6,28 @@ use sea_orm::{DbErr, QueryResult};
 use uuid::Uuid;
 
 use super::scope::DeadLetterStatus;
+use crate::column::Column;
 use crate::error::OutboxError;
 
 /// Columns of a summary, in the order they are selected.
-pub(crate) const SUMMARY_COLUMNS: [&str; 13] = [
-    "id",
-    "queue_name",
-    "partition_no",
-    "seq",
-    "message_id",
-    "payload_type",
-    "created_at",
-    "failed_at",
-    "attempts",
-    "last_error",
-    "status",
-    "deadline",
-    "completed_at",
+pub(crate) const SUMMARY_COLUMNS: [Column; 13] = [
+    Column::Id,
+    Column::QueueName,
+    Column::PartitionNo,
+    Column::Seq,
+    Column::MessageId,
+    Column::PayloadType,
+    Column::CreatedAt,
+    Column::FailedAt,
+    Column::Attempts,
+    Column::LastError,
+    Column::Status,
+    Column::Deadline,
+    Column::CompletedAt,
 ];
 
 /// Columns a full letter adds to a summary.
-pub(crate) const BODY_COLUMNS: [&str; 2] = ["payload", "headers"];
+pub(crate) const BODY_COLUMNS: [Column; 2] = [Column::Payload, Column::Headers];
 
 /// The alias of the database clock selected alongside the letters.
 pub(crate) const NOW_COLUMN: &str = "now_ms";
@@ -155,19 +156,19 @@ pub(crate) fn message_id(bytes: &[u8]) -> Result<Uuid, DbErr> {
 pub(crate) fn parse_summary(row: &QueryResult) -> Result<DeadLetterSummary, OutboxError> {
     let raw = || -> Result<_, DbErr> {
         Ok((
-            get::<i64>(row, "id")?,
-            get::<String>(row, "queue_name")?,
-            get_int(row, "partition_no")?,
-            get::<i64>(row, "seq")?,
-            message_id(&get::<Vec<u8>>(row, "message_id")?)?,
-            get::<String>(row, "payload_type")?,
-            get::<i64>(row, "created_at")?,
-            get::<i64>(row, "failed_at")?,
-            get_int(row, "attempts")?,
-            get::<String>(row, "last_error")?,
-            get::<String>(row, "status")?,
-            get::<Option<i64>>(row, "deadline")?,
-            get::<Option<i64>>(row, "completed_at")?,
+            get::<i64>(row, Column::Id.name())?,
+            get::<String>(row, Column::QueueName.name())?,
+            get_int(row, Column::PartitionNo.name())?,
+            get::<i64>(row, Column::Seq.name())?,
+            message_id(&get::<Vec<u8>>(row, Column::MessageId.name())?)?,
+            get::<String>(row, Column::PayloadType.name())?,
+            get::<i64>(row, Column::CreatedAt.name())?,
+            get::<i64>(row, Column::FailedAt.name())?,
+            get_int(row, Column::Attempts.name())?,
+            get::<String>(row, Column::LastError.name())?,
+            get::<String>(row, Column::Status.name())?,
+            get::<Option<i64>>(row, Column::Deadline.name())?,
+            get::<Option<i64>>(row, Column::CompletedAt.name())?,
             get::<i64>(row, NOW_COLUMN)?,
         ))
     };
@@ -215,8 +216,8 @@ pub(crate) fn parse_letter(row: &QueryResult) -> Result<DeadLetter, OutboxError>
         kind: crate::DbErrorKind::Other,
         source: e,
     };
-    let payload: Vec<u8> = get(row, "payload").map_err(as_db)?;
-    let headers: String = get(row, "headers").map_err(as_db)?;
+    let payload: Vec<u8> = get(row, Column::Payload.name()).map_err(as_db)?;
+    let headers: String = get(row, Column::Headers.name()).map_err(as_db)?;
     let headers = serde_json::from_str(&headers).map_err(OutboxError::Json)?;
     Ok(DeadLetter {
         id: s.id,

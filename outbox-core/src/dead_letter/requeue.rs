@@ -10,6 +10,7 @@ use uuid::Uuid;
 use super::record::message_id;
 use super::scope::{DeadLetterScope, DeadLetterStatus, claimable};
 use crate::admin::OutboxAdmin;
+use crate::column::Column;
 use crate::error::{DbErrorKind, OutboxError};
 use crate::outbox::ROWS_PER_STATEMENT;
 use crate::statement_limits::statement_chunks;
@@ -47,14 +48,14 @@ fn parse(row: &QueryResult) -> Result<Candidate, DbErr> {
             .or_else(|_| row.try_get::<i32>("", column).map(i64::from))
     };
     Ok(Candidate {
-        id: row.try_get("", "id")?,
-        queue: row.try_get("", "queue_name")?,
-        partition: u32::try_from(int("partition_no")?).unwrap_or(0),
-        seq: row.try_get("", "seq")?,
-        message_id: message_id(&row.try_get::<Vec<u8>>("", "message_id")?)?,
-        payload: row.try_get("", "payload")?,
-        payload_type: row.try_get("", "payload_type")?,
-        headers: row.try_get("", "headers")?,
+        id: row.try_get("", Column::Id.name())?,
+        queue: row.try_get("", Column::QueueName.name())?,
+        partition: u32::try_from(int(Column::PartitionNo.name())?).unwrap_or(0),
+        seq: row.try_get("", Column::Seq.name())?,
+        message_id: message_id(&row.try_get::<Vec<u8>>("", Column::MessageId.name())?)?,
+        payload: row.try_get("", Column::Payload.name())?,
+        payload_type: row.try_get("", Column::PayloadType.name())?,
+        headers: row.try_get("", Column::Headers.name())?,
     })
 }
 
@@ -100,18 +101,18 @@ pub(super) async fn run(
     let mut select = Query::select();
     select
         .columns([
-            "id",
-            "queue_name",
-            "partition_no",
-            "seq",
-            "message_id",
-            "payload",
-            "payload_type",
-            "headers",
+            Column::Id,
+            Column::QueueName,
+            Column::PartitionNo,
+            Column::Seq,
+            Column::MessageId,
+            Column::Payload,
+            Column::PayloadType,
+            Column::Headers,
         ])
         .from(t.dead_letter.clone())
         .cond_where(Cond::all().add(scope.condition(&now)).add(claimable(&now)))
-        .order_by("id", Order::Asc)
+        .order_by(Column::Id, Order::Asc)
         .limit(u64::from(limit));
     super::lock_candidates(&mut select, admin);
     let mut candidates = Vec::new();
@@ -132,12 +133,12 @@ pub(super) async fn run(
     // 2. Claim them: resolved, atomically with everything below.
     let update = Query::update()
         .table(t.dead_letter.clone())
-        .value("status", DeadLetterStatus::Resolved.as_str())
-        .value("deadline", Option::<i64>::None)
-        .value("completed_at", now.clone())
+        .value(Column::Status, DeadLetterStatus::Resolved.as_str())
+        .value(Column::Deadline, Option::<i64>::None)
+        .value(Column::CompletedAt, now.clone())
         .cond_where(
             Cond::all()
-                .add(Expr::col("id").is_in(candidates.iter().map(|c| c.id)))
+                .add(Expr::col(Column::Id).is_in(candidates.iter().map(|c| c.id)))
                 .add(claimable(&now)),
         )
         .to_owned();
@@ -189,26 +190,31 @@ async fn lock_partitions(
     for (queue, partition) in &wanted {
         any = any.add(
             Cond::all()
-                .add(Expr::col("queue_name").eq(queue.clone()))
-                .add(Expr::col("partition_no").eq(i64::from(*partition))),
+                .add(Expr::col(Column::QueueName).eq(queue.clone()))
+                .add(Expr::col(Column::PartitionNo).eq(i64::from(*partition))),
         );
     }
     let mut select = Query::select();
     select
-        .columns(["id", "queue_name", "partition_no", "processed_seq"])
+        .columns([
+            Column::Id,
+            Column::QueueName,
+            Column::PartitionNo,
+            Column::ProcessedSeq,
+        ])
         .from(admin.tables.partition.clone())
         .cond_where(any)
-        .order_by("id", Order::Asc);
+        .order_by(Column::Id, Order::Asc);
     if let Some(lock) = admin.dialect.partition_lock() {
         select.lock(lock);
     }
     let mut found = BTreeMap::new();
     for row in txn.query_all(&select).await.map_err(err)? {
-        let queue: String = row.try_get("", "queue_name").map_err(err)?;
+        let queue: String = row.try_get("", Column::QueueName.name()).map_err(err)?;
         let partition: i32 = row
-            .try_get::<i32>("", "partition_no")
+            .try_get::<i32>("", Column::PartitionNo.name())
             .or_else(|_| {
-                row.try_get::<i64>("", "partition_no")
+                row.try_get::<i64>("", Column::PartitionNo.name())
                     .map(|n| i32::try_from(n).unwrap_or(-1))
             })
             .map_err(err)?;
@@ -216,8 +222,8 @@ async fn lock_partitions(
         found.insert(
             key,
             PartitionRow {
-                id: row.try_get("", "id").map_err(err)?,
-                processed_seq: row.try_get("", "processed_seq").map_err(err)?,
+                id: row.try_get("", Column::Id.name()).map_err(err)?,
+                processed_seq: row.try_get("", Column::ProcessedSeq.name()).map_err(err)?,
             },
         );
     }
@@ -257,9 +263,9 @@ async fn move_back(
             any_old = true;
             old_outgoing = old_outgoing.add(
                 Cond::all()
-                    .add(Expr::col("partition_id").eq(row.id))
-                    .add(Expr::col("seq").eq(c.seq))
-                    .add(Expr::col("message_id").eq(c.message_id.as_bytes().to_vec())),
+                    .add(Expr::col(Column::PartitionId).eq(row.id))
+                    .add(Expr::col(Column::Seq).eq(c.seq))
+                    .add(Expr::col(Column::MessageId).eq(c.message_id.as_bytes().to_vec())),
             );
         }
     }
@@ -277,24 +283,27 @@ async fn move_back(
     //    delete it under the other. Locked, a body can gain no new
     //    reference (a new one needs its own body row first).
     let mut lock = Query::select();
-    lock.column("message_id")
+    lock.column(Column::MessageId)
         .from(t.body.clone())
-        .and_where(Expr::col("message_id").is_in(ids()));
+        .and_where(Expr::col(Column::MessageId).is_in(ids()));
     if let Some(lock_type) = admin.dialect.partition_lock() {
         lock.lock(lock_type);
     }
     let mut leftover = Vec::new();
     for row in txn.query_all(&lock).await.map_err(err)? {
-        leftover.push(row.try_get::<Vec<u8>>("", "message_id").map_err(err)?);
+        leftover.push(
+            row.try_get::<Vec<u8>>("", Column::MessageId.name())
+                .map_err(err)?,
+        );
     }
     let waiting_incoming = Query::select()
-        .column("message_id")
+        .column(Column::MessageId)
         .from(t.incoming.clone())
-        .and_where(Expr::col("message_id").is_in(ids()))
+        .and_where(Expr::col(Column::MessageId).is_in(ids()))
         .limit(1)
         .to_owned();
     if let Some(row) = txn.query_one(&waiting_incoming).await.map_err(err)? {
-        let id: Vec<u8> = row.try_get("", "message_id").map_err(err)?;
+        let id: Vec<u8> = row.try_get("", Column::MessageId.name()).map_err(err)?;
         return Err(OutboxError::MessageStillQueued {
             message_id: message_id(&id).map_err(err)?,
         });
@@ -303,24 +312,27 @@ async fn move_back(
     // seen in one or the other.
     let (o, p) = (Alias::new("o"), Alias::new("p"));
     let users = Query::select()
-        .column((o.clone(), "message_id"))
-        .column((o.clone(), "seq"))
-        .column((p.clone(), "processed_seq"))
+        .column((o.clone(), Column::MessageId))
+        .column((o.clone(), Column::Seq))
+        .column((p.clone(), Column::ProcessedSeq))
         .from_as(t.outgoing.clone(), o.clone())
         .join_as(
             JoinType::InnerJoin,
             t.partition.clone(),
             p.clone(),
-            Expr::col((p.clone(), "id")).equals((o.clone(), "partition_id")),
+            Expr::col((p.clone(), Column::Id)).equals((o.clone(), Column::PartitionId)),
         )
-        .and_where(Expr::col((o.clone(), "message_id")).is_in(ids()))
+        .and_where(Expr::col((o.clone(), Column::MessageId)).is_in(ids()))
         .to_owned();
     let mut in_use = None;
     for row in txn.query_all(&users).await.map_err(err)? {
-        let id =
-            message_id(&row.try_get::<Vec<u8>>("", "message_id").map_err(err)?).map_err(err)?;
-        let seq: i64 = row.try_get("", "seq").map_err(err)?;
-        let processed: i64 = row.try_get("", "processed_seq").map_err(err)?;
+        let id = message_id(
+            &row.try_get::<Vec<u8>>("", Column::MessageId.name())
+                .map_err(err)?,
+        )
+        .map_err(err)?;
+        let seq: i64 = row.try_get("", Column::Seq.name()).map_err(err)?;
+        let processed: i64 = row.try_get("", Column::ProcessedSeq.name()).map_err(err)?;
         if seq > processed {
             return Err(OutboxError::MessageStillQueued { message_id: id });
         }
@@ -333,7 +345,7 @@ async fn move_back(
     if !leftover.is_empty() {
         let delete = Query::delete()
             .from_table(t.body.clone())
-            .and_where(Expr::col("message_id").is_in(leftover.iter().cloned()))
+            .and_where(Expr::col(Column::MessageId).is_in(leftover.iter().cloned()))
             .to_owned();
         txn.execute(&delete).await.map_err(err)?;
     }
@@ -351,16 +363,16 @@ async fn move_back(
     for chunk in chunks {
         let mut body = Query::insert();
         body.into_table(t.body.clone()).columns([
-            "message_id",
-            "payload",
-            "payload_type",
-            "headers",
-            "created_at",
+            Column::MessageId,
+            Column::Payload,
+            Column::PayloadType,
+            Column::Headers,
+            Column::CreatedAt,
         ]);
         let mut incoming = Query::insert();
         incoming
             .into_table(t.incoming.clone())
-            .columns(["partition_id", "message_id"]);
+            .columns([Column::PartitionId, Column::MessageId]);
         for c in chunk {
             let row = row_of(c)?;
             body.values([

@@ -6,6 +6,7 @@ use std::str::FromStr;
 
 use sea_orm::sea_query::{Cond, Condition, Expr, ExprTrait};
 
+use crate::column::Column;
 use crate::error::OutboxError;
 
 /// Most ids one scope may name, and most letters one page or one claim holds.
@@ -70,12 +71,12 @@ impl DeadLetterStatus {
 
     /// The SQL condition for letters whose effective status is `self`.
     pub(crate) fn condition(self, now: &Expr) -> Condition {
-        let status = Expr::col("status");
+        let status = Expr::col(Column::Status);
         match self {
             Self::Pending => claimable(now),
             Self::Reprocessing => Cond::all()
                 .add(status.eq(Self::Reprocessing.as_str()))
-                .add(Expr::col("deadline").gte(now.clone())),
+                .add(Expr::col(Column::Deadline).gte(now.clone())),
             Self::Resolved | Self::Discarded => Cond::all().add(status.eq(self.as_str())),
         }
     }
@@ -105,21 +106,21 @@ impl FromStr for DeadLetterStatus {
 /// Letters that may be claimed: pending, or claimed with a deadline that has passed.
 pub(crate) fn claimable(now: &Expr) -> Condition {
     Cond::any()
-        .add(Expr::col("status").eq(DeadLetterStatus::Pending.as_str()))
+        .add(Expr::col(Column::Status).eq(DeadLetterStatus::Pending.as_str()))
         .add(
             Cond::all()
-                .add(Expr::col("status").eq(DeadLetterStatus::Reprocessing.as_str()))
+                .add(Expr::col(Column::Status).eq(DeadLetterStatus::Reprocessing.as_str()))
                 .add(
                     Cond::any()
-                        .add(Expr::col("deadline").is_null())
-                        .add(Expr::col("deadline").lt(now.clone())),
+                        .add(Expr::col(Column::Deadline).is_null())
+                        .add(Expr::col(Column::Deadline).lt(now.clone())),
                 ),
         )
 }
 
 /// Letters not yet resolved or discarded.
 pub(crate) fn open() -> Expr {
-    Expr::col("status").is_in([
+    Expr::col(Column::Status).is_in([
         DeadLetterStatus::Pending.as_str(),
         DeadLetterStatus::Reprocessing.as_str(),
     ])
@@ -127,7 +128,7 @@ pub(crate) fn open() -> Expr {
 
 /// Letters resolved or discarded.
 pub(crate) fn finished() -> Expr {
-    Expr::col("status").is_in([
+    Expr::col(Column::Status).is_in([
         DeadLetterStatus::Resolved.as_str(),
         DeadLetterStatus::Discarded.as_str(),
     ])
@@ -262,13 +263,13 @@ impl DeadLetterScope {
     pub(crate) fn condition(&self, now: &Expr) -> Condition {
         let mut cond = Cond::all();
         if let Some(queue) = &self.queue {
-            cond = cond.add(Expr::col("queue_name").eq(queue.clone()));
+            cond = cond.add(Expr::col(Column::QueueName).eq(queue.clone()));
         }
         if let Some(partition) = self.partition {
-            cond = cond.add(Expr::col("partition_no").eq(i64::from(partition)));
+            cond = cond.add(Expr::col(Column::PartitionNo).eq(i64::from(partition)));
         }
         if let Some(payload_type) = &self.payload_type {
-            cond = cond.add(Expr::col("payload_type").eq(payload_type.clone()));
+            cond = cond.add(Expr::col(Column::PayloadType).eq(payload_type.clone()));
         }
         if !self.statuses.is_empty() {
             let mut any = Cond::any();
@@ -278,13 +279,13 @@ impl DeadLetterScope {
             cond = cond.add(any);
         }
         if let Some(after) = self.failed_after_ms {
-            cond = cond.add(Expr::col("failed_at").gte(after));
+            cond = cond.add(Expr::col(Column::FailedAt).gte(after));
         }
         if let Some(before) = self.failed_before_ms {
-            cond = cond.add(Expr::col("failed_at").lt(before));
+            cond = cond.add(Expr::col(Column::FailedAt).lt(before));
         }
         if !self.ids.is_empty() {
-            cond = cond.add(Expr::col("id").is_in(self.ids.iter().copied()));
+            cond = cond.add(Expr::col(Column::Id).is_in(self.ids.iter().copied()));
         }
         cond
     }

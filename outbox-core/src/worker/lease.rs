@@ -9,6 +9,7 @@ use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use crate::column::Column;
 use crate::error::OutboxError;
 use crate::handler::{BatchResult, LeasedHandler};
 #[cfg(feature = "testing")]
@@ -63,14 +64,14 @@ async fn take(
     let now = shared.dialect.now_millis();
     let update = Query::update()
         .table(shared.tables.partition.clone())
-        .value("lease_owner", owner)
-        .value("lease_until", now.clone().add(millis(lease)))
-        .value("lease_token", Expr::col("lease_token").add(1))
-        .and_where(Expr::col("id").eq(partition_id))
+        .value(Column::LeaseOwner, owner)
+        .value(Column::LeaseUntil, now.clone().add(millis(lease)))
+        .value(Column::LeaseToken, Expr::col(Column::LeaseToken).add(1))
+        .and_where(Expr::col(Column::Id).eq(partition_id))
         .and_where(
-            Expr::col("lease_until")
+            Expr::col(Column::LeaseUntil)
                 .lte(now)
-                .or(Expr::col("lease_owner").eq(owner)),
+                .or(Expr::col(Column::LeaseOwner).eq(owner)),
         )
         .to_owned();
     // Durable, unlike sequencing: a take lost in a database crash would let
@@ -103,11 +104,11 @@ async fn renew<C: ConnectionTrait>(
     let update = Query::update()
         .table(shared.tables.partition.clone())
         .value(
-            "lease_until",
+            Column::LeaseUntil,
             shared.dialect.now_millis().add(millis(lease)),
         )
-        .and_where(Expr::col("id").eq(partition_id))
-        .and_where(Expr::col("lease_token").eq(token))
+        .and_where(Expr::col(Column::Id).eq(partition_id))
+        .and_where(Expr::col(Column::LeaseToken).eq(token))
         .to_owned();
     let result = conn
         .execute(&update)
@@ -125,10 +126,10 @@ async fn release<C: ConnectionTrait>(
 ) -> Result<(), OutboxError> {
     let update = Query::update()
         .table(shared.tables.partition.clone())
-        .value("lease_until", 0)
-        .value("lease_owner", Option::<String>::None)
-        .and_where(Expr::col("id").eq(partition_id))
-        .and_where(Expr::col("lease_token").eq(token))
+        .value(Column::LeaseUntil, 0)
+        .value(Column::LeaseOwner, Option::<String>::None)
+        .and_where(Expr::col(Column::Id).eq(partition_id))
+        .and_where(Expr::col(Column::LeaseToken).eq(token))
         .to_owned();
     conn.execute(&update)
         .await
@@ -566,12 +567,12 @@ impl Outbox {
         let err = |e| shared.db_error(e);
         let update = Query::update()
             .table(shared.tables.partition.clone())
-            .value("processed_seq", seq)
-            .value("attempts", 0)
-            .and_where(Expr::col("id").eq(lease.partition_id))
-            .and_where(Expr::col("lease_token").eq(lease.token))
-            .and_where(Expr::col("processed_seq").lt(seq))
-            .and_where(Expr::col("next_seq").gt(seq))
+            .value(Column::ProcessedSeq, seq)
+            .value(Column::Attempts, 0)
+            .and_where(Expr::col(Column::Id).eq(lease.partition_id))
+            .and_where(Expr::col(Column::LeaseToken).eq(lease.token))
+            .and_where(Expr::col(Column::ProcessedSeq).lt(seq))
+            .and_where(Expr::col(Column::NextSeq).gt(seq))
             .to_owned();
         if shared
             .db

@@ -27,6 +27,7 @@ use std::time::Duration;
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query};
 use sea_orm::{ConnectionTrait, DatabaseConnection};
 
+use crate::column::Column;
 use crate::dialect::Dialect;
 use crate::error::{DbErrorKind, OutboxError};
 use crate::outbox::Shared;
@@ -136,22 +137,22 @@ async fn try_claim(
     let until = now.clone().add(millis(HEARTBEAT_TTL));
     let take_expired = Query::update()
         .table(tables.instance.clone())
-        .value("heartbeat_until", until.clone())
-        .value("incarnation", incarnation)
-        .and_where(Expr::col("owner").eq(owner))
-        .and_where(Expr::col("heartbeat_until").lte(now.clone()))
+        .value(Column::HeartbeatUntil, until.clone())
+        .value(Column::Incarnation, incarnation)
+        .and_where(Expr::col(Column::Owner).eq(owner))
+        .and_where(Expr::col(Column::HeartbeatUntil).lte(now.clone()))
         .to_owned();
     let insert = Query::insert()
         .into_table(tables.instance.clone())
-        .columns(["owner", "heartbeat_until", "incarnation"])
+        .columns([Column::Owner, Column::HeartbeatUntil, Column::Incarnation])
         .values([Expr::val(owner), until, Expr::val(incarnation)])
         .map_err(|e| OutboxError::InvalidConfig(e.to_string()))?
         .to_owned();
     let select = Query::select()
-        .columns(["heartbeat_until", "incarnation"])
+        .columns([Column::HeartbeatUntil, Column::Incarnation])
         .expr_as(now, Alias::new("now_ms"))
         .from(tables.instance.clone())
-        .and_where(Expr::col("owner").eq(owner))
+        .and_where(Expr::col(Column::Owner).eq(owner))
         .to_owned();
     loop {
         if db
@@ -174,8 +175,10 @@ async fn try_claim(
         // None: deleted in between (its instance stopped), so free again.
         if let Some(row) = db.query_one(&select).await.map_err(err)? {
             return Ok(Some(Holder {
-                heartbeat_until: row.try_get("", "heartbeat_until").map_err(err)?,
-                incarnation: row.try_get("", "incarnation").map_err(err)?,
+                heartbeat_until: row
+                    .try_get("", Column::HeartbeatUntil.name())
+                    .map_err(err)?,
+                incarnation: row.try_get("", Column::Incarnation.name()).map_err(err)?,
                 now: row.try_get("", "now_ms").map_err(err)?,
             }));
         }
@@ -246,8 +249,8 @@ pub(crate) async fn run(
     }
     let leave = Query::delete()
         .from_table(shared.tables.instance.clone())
-        .and_where(Expr::col("owner").eq(owner.as_str()))
-        .and_where(Expr::col("incarnation").eq(incarnation))
+        .and_where(Expr::col(Column::Owner).eq(owner.as_str()))
+        .and_where(Expr::col(Column::Incarnation).eq(incarnation))
         .to_owned();
     if let Err(err) = shared.db.execute(&leave).await {
         tracing::warn!(error = %err, "outbox could not remove its heartbeat on stop");
@@ -260,9 +263,12 @@ async fn beat(shared: &Shared, owner: &str, incarnation: i64) -> Result<(), Outb
     let now = shared.dialect.now_millis();
     let renew = Query::update()
         .table(shared.tables.instance.clone())
-        .value("heartbeat_until", now.clone().add(millis(HEARTBEAT_TTL)))
-        .and_where(Expr::col("owner").eq(owner))
-        .and_where(Expr::col("incarnation").eq(incarnation))
+        .value(
+            Column::HeartbeatUntil,
+            now.clone().add(millis(HEARTBEAT_TTL)),
+        )
+        .and_where(Expr::col(Column::Owner).eq(owner))
+        .and_where(Expr::col(Column::Incarnation).eq(incarnation))
         .to_owned();
     let ours = shared
         .db
@@ -293,9 +299,9 @@ async fn beat(shared: &Shared, owner: &str, incarnation: i64) -> Result<(), Outb
         _ => {}
     }
     let count = Query::select()
-        .expr_as(Expr::col("owner").count(), Alias::new("n"))
+        .expr_as(Expr::col(Column::Owner).count(), Alias::new("n"))
         .from(shared.tables.instance.clone())
-        .and_where(Expr::col("heartbeat_until").gt(now))
+        .and_where(Expr::col(Column::HeartbeatUntil).gt(now))
         .to_owned();
     let live: i64 = match shared.db.query_one(&count).await.map_err(err)? {
         Some(row) => row.try_get("", "n").map_err(err)?,
@@ -312,7 +318,7 @@ async fn beat(shared: &Shared, owner: &str, incarnation: i64) -> Result<(), Outb
     let forget = Query::delete()
         .from_table(shared.tables.instance.clone())
         .and_where(
-            Expr::col("heartbeat_until")
+            Expr::col(Column::HeartbeatUntil)
                 .lt(shared.dialect.now_millis().sub(millis(HEARTBEAT_FORGET))),
         )
         .to_owned();

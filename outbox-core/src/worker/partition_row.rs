@@ -7,6 +7,7 @@ use sea_orm::sea_query::{Alias, Expr, ExprTrait, LockBehavior, Order, Query};
 use sea_orm::{ConnectionTrait, QueryResult};
 use uuid::Uuid;
 
+use crate::column::Column;
 use crate::error::OutboxError;
 use crate::message::{Batch, Delivery};
 use crate::outbox::{ROWS_PER_STATEMENT, Shared};
@@ -53,15 +54,15 @@ pub(crate) async fn state<C: ConnectionTrait>(
     let mut select = Query::select();
     select
         .columns([
-            "processed_seq",
-            "next_seq",
-            "attempts",
-            "retry_at",
-            "lease_token",
+            Column::ProcessedSeq,
+            Column::NextSeq,
+            Column::Attempts,
+            Column::RetryAt,
+            Column::LeaseToken,
         ])
         .expr_as(shared.dialect.now_millis(), Alias::new("now_ms"))
         .from(shared.tables.partition.clone())
-        .and_where(Expr::col("id").eq(partition_id));
+        .and_where(Expr::col(Column::Id).eq(partition_id));
     if lock && let Some(lock_type) = shared.dialect.partition_lock() {
         select.lock_with_behavior(lock_type, LockBehavior::SkipLocked);
     }
@@ -74,11 +75,11 @@ pub(crate) async fn state<C: ConnectionTrait>(
     };
     let parse = || -> Result<PartitionState, sea_orm::DbErr> {
         Ok(PartitionState {
-            processed_seq: get(&row, "processed_seq")?,
-            next_seq: get(&row, "next_seq")?,
-            attempts: u32::try_from(get::<i32>(&row, "attempts")?).unwrap_or(0),
-            retry_at: get(&row, "retry_at")?,
-            lease_token: get(&row, "lease_token")?,
+            processed_seq: get(&row, Column::ProcessedSeq.name())?,
+            next_seq: get(&row, Column::NextSeq.name())?,
+            attempts: u32::try_from(get::<i32>(&row, Column::Attempts.name())?).unwrap_or(0),
+            retry_at: get(&row, Column::RetryAt.name())?,
+            lease_token: get(&row, Column::LeaseToken.name())?,
             now: get(&row, "now_ms")?,
         })
     };
@@ -95,22 +96,23 @@ pub(crate) async fn read_batch<C: ConnectionTrait>(
 ) -> Result<Vec<Delivery>, OutboxError> {
     let (outgoing, body) = (&shared.tables.outgoing, &shared.tables.body);
     let select = Query::select()
-        .column((outgoing.clone(), "seq"))
+        .column((outgoing.clone(), Column::Seq))
         .columns([
-            (body.clone(), "message_id"),
-            (body.clone(), "payload"),
-            (body.clone(), "payload_type"),
-            (body.clone(), "headers"),
-            (body.clone(), "created_at"),
+            (body.clone(), Column::MessageId),
+            (body.clone(), Column::Payload),
+            (body.clone(), Column::PayloadType),
+            (body.clone(), Column::Headers),
+            (body.clone(), Column::CreatedAt),
         ])
         .from(outgoing.clone())
         .inner_join(
             body.clone(),
-            Expr::col((body.clone(), "message_id")).equals((outgoing.clone(), "message_id")),
+            Expr::col((body.clone(), Column::MessageId))
+                .equals((outgoing.clone(), Column::MessageId)),
         )
-        .and_where(Expr::col((outgoing.clone(), "partition_id")).eq(partition_id))
-        .and_where(Expr::col((outgoing.clone(), "seq")).gt(processed_seq))
-        .order_by((outgoing.clone(), "seq"), Order::Asc)
+        .and_where(Expr::col((outgoing.clone(), Column::PartitionId)).eq(partition_id))
+        .and_where(Expr::col((outgoing.clone(), Column::Seq)).gt(processed_seq))
+        .order_by((outgoing.clone(), Column::Seq), Order::Asc)
         .limit(u64::from(limit))
         .to_owned();
     let rows = conn
@@ -135,15 +137,15 @@ pub(crate) async fn read_batch<C: ConnectionTrait>(
 }
 
 fn parse_delivery(row: &QueryResult) -> Result<Delivery, sea_orm::DbErr> {
-    let id: Vec<u8> = get(row, "message_id")?;
-    let headers: String = get(row, "headers")?;
+    let id: Vec<u8> = get(row, Column::MessageId.name())?;
+    let headers: String = get(row, Column::Headers.name())?;
     Ok(Delivery {
-        seq: get(row, "seq")?,
+        seq: get(row, Column::Seq.name())?,
         message_id: Uuid::from_slice(&id).map_err(|e| sea_orm::DbErr::Type(e.to_string()))?,
-        payload: get(row, "payload")?,
-        payload_type: get(row, "payload_type")?,
+        payload: get(row, Column::Payload.name())?,
+        payload_type: get(row, Column::PayloadType.name())?,
         headers: serde_json::from_str(&headers).map_err(|e| sea_orm::DbErr::Json(e.to_string()))?,
-        enqueued_at_ms: get(row, "created_at")?,
+        enqueued_at_ms: get(row, Column::CreatedAt.name())?,
     })
 }
 
@@ -173,32 +175,32 @@ pub(crate) async fn persist<C: ConnectionTrait>(
     let mut update = Query::update();
     update
         .table(shared.tables.partition.clone())
-        .value("processed_seq", settlement.processed_seq)
-        .and_where(Expr::col("id").eq(partition_id));
+        .value(Column::ProcessedSeq, settlement.processed_seq)
+        .and_where(Expr::col(Column::Id).eq(partition_id));
     match &settlement.retry {
         Some(retry) => {
             let delay = i64::try_from(retry.delay.as_millis()).unwrap_or(i64::MAX / 2);
             update
                 .value(
-                    "attempts",
+                    Column::Attempts,
                     i32::try_from(retry.attempts).unwrap_or(i32::MAX),
                 )
-                .value("last_error", stored_reason(&retry.error))
-                .value("retry_at", now.clone().add(delay));
+                .value(Column::LastError, stored_reason(&retry.error))
+                .value(Column::RetryAt, now.clone().add(delay));
         }
         None => {
             update
-                .value("attempts", 0)
-                .value("last_error", Option::<String>::None)
-                .value("retry_at", 0);
+                .value(Column::Attempts, 0)
+                .value(Column::LastError, Option::<String>::None)
+                .value(Column::RetryAt, 0);
         }
     }
     if let Some(fence) = fence {
         let lease_ms = i64::try_from(fence.lease.as_millis()).unwrap_or(i64::MAX / 2);
         update
-            .value("lease_until", now.clone().add(lease_ms))
-            .and_where(Expr::col("lease_token").eq(fence.token))
-            .and_where(Expr::col("processed_seq").eq(fence.processed_seq));
+            .value(Column::LeaseUntil, now.clone().add(lease_ms))
+            .and_where(Expr::col(Column::LeaseToken).eq(fence.token))
+            .and_where(Expr::col(Column::ProcessedSeq).eq(fence.processed_seq));
     }
     let result = conn
         .execute(&update)
@@ -217,19 +219,19 @@ async fn insert_dead_letters<C: ConnectionTrait>(
     batch: &Batch,
     settlement: &Settlement,
 ) -> Result<(), OutboxError> {
-    const COLUMNS: [&str; 12] = [
-        "queue_name",
-        "partition_no",
-        "seq",
-        "message_id",
-        "payload",
-        "payload_type",
-        "headers",
-        "created_at",
-        "failed_at",
-        "attempts",
-        "last_error",
-        "status",
+    const COLUMNS: [Column; 12] = [
+        Column::QueueName,
+        Column::PartitionNo,
+        Column::Seq,
+        Column::MessageId,
+        Column::Payload,
+        Column::PayloadType,
+        Column::Headers,
+        Column::CreatedAt,
+        Column::FailedAt,
+        Column::Attempts,
+        Column::LastError,
+        Column::Status,
     ];
     let mut rows = Vec::with_capacity(settlement.dead_letters.len());
     for dead in &settlement.dead_letters {

@@ -7,6 +7,7 @@
 use sea_orm::ConnectionTrait;
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
 
+use crate::column::Column;
 use crate::error::OutboxError;
 use crate::message::Batch;
 use crate::outbox::Shared;
@@ -48,11 +49,14 @@ impl PartitionWorker {
         let delay_ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2);
         let update = Query::update()
             .table(self.shared.tables.partition.clone())
-            .value("last_error", stored_reason(&text))
-            .value("retry_at", self.shared.dialect.now_millis().add(delay_ms))
-            .and_where(Expr::col("id").eq(self.partition_id))
-            .and_where(Expr::col("processed_seq").eq(processed_before))
-            .and_where(Expr::col("lease_token").eq(token))
+            .value(Column::LastError, stored_reason(&text))
+            .value(
+                Column::RetryAt,
+                self.shared.dialect.now_millis().add(delay_ms),
+            )
+            .and_where(Expr::col(Column::Id).eq(self.partition_id))
+            .and_where(Expr::col(Column::ProcessedSeq).eq(processed_before))
+            .and_where(Expr::col(Column::LeaseToken).eq(token))
             .to_owned();
         let shared: &Shared = &self.shared;
         if let Err(e) = shared.db.execute(&update).await {

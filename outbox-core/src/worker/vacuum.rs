@@ -8,6 +8,7 @@ use sea_orm::ConnectionTrait;
 use sea_orm::sea_query::{Expr, ExprTrait, Order, Query};
 use tracing::Instrument;
 
+use crate::column::Column;
 use crate::error::OutboxError;
 use crate::outbox::Shared;
 use crate::worker::{Shutdown, WorkerConfig, error_backoff};
@@ -46,14 +47,19 @@ impl Vacuum {
         let shared = self.shared.clone();
         let err = |e| shared.db_error(e);
         let select = Query::select()
-            .columns(["id", "processed_seq", "queue_name", "partition_no"])
+            .columns([
+                Column::Id,
+                Column::ProcessedSeq,
+                Column::QueueName,
+                Column::PartitionNo,
+            ])
             .from(shared.tables.partition.clone())
-            .and_where(Expr::col("queue_name").is_in(shared.queues.keys().cloned()))
+            .and_where(Expr::col(Column::QueueName).is_in(shared.queues.keys().cloned()))
             .to_owned();
         let mut deleted = 0;
         for row in shared.db.query_all(&select).await.map_err(err)? {
-            let id: i64 = row.try_get("", "id").map_err(err)?;
-            let processed: i64 = row.try_get("", "processed_seq").map_err(err)?;
+            let id: i64 = row.try_get("", Column::Id.name()).map_err(err)?;
+            let processed: i64 = row.try_get("", Column::ProcessedSeq.name()).map_err(err)?;
             if self
                 .vacuumed
                 .get(&id)
@@ -61,8 +67,8 @@ impl Vacuum {
             {
                 continue;
             }
-            let queue: String = row.try_get("", "queue_name").map_err(err)?;
-            let partition: i32 = row.try_get("", "partition_no").map_err(err)?;
+            let queue: String = row.try_get("", Column::QueueName.name()).map_err(err)?;
+            let partition: i32 = row.try_get("", Column::PartitionNo.name()).map_err(err)?;
             let span =
                 tracing::debug_span!("outbox.vacuum", queue = %queue, partition, seq = processed);
             deleted += self
@@ -109,11 +115,11 @@ impl Vacuum {
         let txn = shared.begin_worker().await?;
         let mut select = Query::select();
         select
-            .columns(["seq", "message_id"])
+            .columns([Column::Seq, Column::MessageId])
             .from(t.outgoing.clone())
-            .and_where(Expr::col("partition_id").eq(partition_id))
-            .and_where(Expr::col("seq").lte(processed))
-            .order_by("seq", Order::Asc)
+            .and_where(Expr::col(Column::PartitionId).eq(partition_id))
+            .and_where(Expr::col(Column::Seq).lte(processed))
+            .order_by(Column::Seq, Order::Asc)
             .limit(u64::from(self.config.vacuum_batch));
         if let Some(lock) = shared.dialect.partition_lock() {
             select.lock(lock);
@@ -123,20 +129,23 @@ impl Vacuum {
             txn.commit().await.map_err(err)?;
             return Ok((0, 0));
         };
-        let last_seq: i64 = last.try_get("", "seq").map_err(err)?;
+        let last_seq: i64 = last.try_get("", Column::Seq.name()).map_err(err)?;
         let mut ids = Vec::with_capacity(rows.len());
         for row in &rows {
-            ids.push(row.try_get::<Vec<u8>>("", "message_id").map_err(err)?);
+            ids.push(
+                row.try_get::<Vec<u8>>("", Column::MessageId.name())
+                    .map_err(err)?,
+            );
         }
         let bodies = Query::delete()
             .from_table(t.body.clone())
-            .and_where(Expr::col("message_id").is_in(ids))
+            .and_where(Expr::col(Column::MessageId).is_in(ids))
             .to_owned();
         txn.execute(&bodies).await.map_err(err)?;
         let outgoing = Query::delete()
             .from_table(t.outgoing.clone())
-            .and_where(Expr::col("partition_id").eq(partition_id))
-            .and_where(Expr::col("seq").lte(last_seq))
+            .and_where(Expr::col(Column::PartitionId).eq(partition_id))
+            .and_where(Expr::col(Column::Seq).lte(last_seq))
             .to_owned();
         let deleted = txn.execute(&outgoing).await.map_err(err)?.rows_affected();
         txn.commit().await.map_err(err)?;
