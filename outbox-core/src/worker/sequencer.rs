@@ -10,6 +10,7 @@ use sea_orm::sea_query::{Alias, CaseStatement, Expr, ExprTrait, LockBehavior, Or
 use sea_orm::{ConnectionTrait, DatabaseTransaction};
 use tracing::Instrument;
 
+use crate::column::Column;
 use crate::error::OutboxError;
 use crate::outbox::{ROWS_PER_STATEMENT, Shared};
 use crate::worker::{Shutdown, WorkerConfig, error_backoff};
@@ -58,6 +59,9 @@ impl Sequencer {
     pub(crate) async fn run(mut self) {
         let mut errors = 0;
         let mut contended: u32 = 0;
+        // The next quick-poll gap while quick polls run (see
+        // `QUICK_POLL_FIRST`); `None` when idle at the poll interval.
+        let mut quick: Option<Duration> = None;
         while !self.shutdown.is_set() {
             let pass = self.run_once().await;
             let all_held = matches!(pass, Ok(Pass::Contended));
@@ -73,10 +77,10 @@ impl Sequencer {
                 Ok(Pass::Sequenced(n)) => {
                     errors = 0;
                     if n < self.config.sequencer_batch as usize {
-                        let listening = self.shared.listening.load(Ordering::Relaxed);
-                        if listening || !self.quick_polls().await {
-                            self.idle().await;
+                        if !self.shared.listening.load(Ordering::Relaxed) {
+                            quick = Some(QUICK_POLL_FIRST);
                         }
+                        self.wait_quick_or_idle(&mut quick).await;
                     }
                 }
                 Ok(Pass::Contended) => {
@@ -92,10 +96,15 @@ impl Sequencer {
                     self.pause(pause).await;
                 }
                 Ok(Pass::Empty) => {
+                    // A wakeup during quick polls (a stored permit, say) ran
+                    // this pass: the quick polls go on, one gap further, so
+                    // that they still end at the poll interval.
                     errors = 0;
-                    self.idle().await;
+                    quick = quick.map(|gap| gap.saturating_mul(2));
+                    self.wait_quick_or_idle(&mut quick).await;
                 }
                 Err(err) => {
+                    quick = None;
                     errors += 1;
                     tracing::warn!(error = %err, "outbox sequencer pass failed");
                     self.shutdown.sleep(error_backoff(errors)).await;
@@ -113,29 +122,40 @@ impl Sequencer {
         }
     }
 
-    /// Probes for waiting incoming rows at doubling gaps (from
-    /// `QUICK_POLL_FIRST` up to the poll interval); true when a probe found
-    /// one or a wakeup came, false when the gaps reached the poll interval
-    /// (or the probe failed: the regular poll then takes over).
-    async fn quick_polls(&mut self) -> bool {
+    /// Waits by quick polls while `quick` holds a gap, else by `idle`.
+    async fn wait_quick_or_idle(&mut self, quick: &mut Option<Duration>) {
+        if let Some(gap) = *quick {
+            *quick = self.quick_polls(gap).await;
+            if quick.is_some() {
+                return;
+            }
+        }
+        self.idle().await;
+    }
+
+    /// Probes for waiting incoming rows at doubling gaps, from `gap` up to
+    /// the poll interval. Returns the gap to go on with when a probe found a
+    /// row or a wakeup came (the caller runs a pass), `None` when the gaps
+    /// reached the poll interval or a probe failed (the regular poll then
+    /// takes over).
+    async fn quick_polls(&mut self, mut gap: Duration) -> Option<Duration> {
         let shared = self.shared.clone();
-        let mut gap = QUICK_POLL_FIRST;
         while gap < self.config.poll_interval {
             tokio::select! {
-                () = shared.sequencer_wake.notified() => return true,
+                () = shared.sequencer_wake.notified() => return Some(gap),
                 () = tokio::time::sleep(gap) => {}
-                () = self.shutdown.wait() => return true,
+                () = self.shutdown.wait() => return Some(gap),
             }
             match incoming_waiting(&shared).await {
-                Ok(true) => return true,
+                Ok(true) => return Some(gap),
                 Ok(false) => gap = gap.saturating_mul(2),
                 Err(err) => {
                     tracing::debug!(error = %err, "outbox quick poll failed");
-                    return false;
+                    return None;
                 }
             }
         }
-        false
+        None
     }
 
     /// Waits for a wakeup or the poll interval; on a poll, wakes processors
@@ -178,16 +198,16 @@ impl Sequencer {
 
         // 1. Which partitions the oldest waiting rows belong to.
         let candidates = Query::select()
-            .column("partition_id")
+            .column(Column::PartitionId)
             .from(t.incoming.clone())
-            .order_by("id", Order::Asc)
+            .order_by(Column::Id, Order::Asc)
             .limit(limit)
             .to_owned();
         let mut partitions: Vec<i64> = Vec::new();
         let mut seen = HashSet::new();
         let mut window = 0;
         for row in txn.query_all(&candidates).await.map_err(err)? {
-            let id: i64 = row.try_get("", "partition_id").map_err(err)?;
+            let id: i64 = row.try_get("", Column::PartitionId.name()).map_err(err)?;
             window += 1;
             if seen.insert(id) {
                 partitions.push(id);
@@ -250,18 +270,18 @@ impl Sequencer {
                 continue;
             }
             let mut rows = Query::select();
-            rows.columns(["id", "partition_id", "message_id"])
+            rows.columns([Column::Id, Column::PartitionId, Column::MessageId])
                 .from(t.incoming.clone())
-                .and_where(Expr::col("partition_id").is_in(locked))
-                .order_by("id", Order::Asc)
+                .and_where(Expr::col(Column::PartitionId).is_in(locked))
+                .order_by(Column::Id, Order::Asc)
                 .limit(room);
             if let Some(lower_bound) = lower_bound {
-                rows.and_where(Expr::col("id").gte(lower_bound));
+                rows.and_where(Expr::col(Column::Id).gte(lower_bound));
             }
             for row in txn.query_all(&rows).await.map_err(err)? {
-                let id: i64 = row.try_get("", "id").map_err(err)?;
-                let partition_id: i64 = row.try_get("", "partition_id").map_err(err)?;
-                let message_id: Vec<u8> = row.try_get("", "message_id").map_err(err)?;
+                let id: i64 = row.try_get("", Column::Id.name()).map_err(err)?;
+                let partition_id: i64 = row.try_get("", Column::PartitionId.name()).map_err(err)?;
+                let message_id: Vec<u8> = row.try_get("", Column::MessageId.name()).map_err(err)?;
                 let Some(seq) = next_seq.get_mut(&partition_id) else {
                     continue;
                 };
@@ -277,9 +297,11 @@ impl Sequencer {
         // 4. Write outgoing rows, delete the incoming ones, advance counters.
         for chunk in moved.chunks(ROWS_PER_STATEMENT) {
             let mut insert = Query::insert();
-            insert
-                .into_table(t.outgoing.clone())
-                .columns(["partition_id", "seq", "message_id"]);
+            insert.into_table(t.outgoing.clone()).columns([
+                Column::PartitionId,
+                Column::Seq,
+                Column::MessageId,
+            ]);
             for (_, partition_id, seq, message_id) in chunk {
                 insert
                     .values([
@@ -292,7 +314,7 @@ impl Sequencer {
             txn.execute(&insert).await.map_err(err)?;
             let delete = Query::delete()
                 .from_table(t.incoming.clone())
-                .and_where(Expr::col("id").is_in(chunk.iter().map(|(id, ..)| *id)))
+                .and_where(Expr::col(Column::Id).is_in(chunk.iter().map(|(id, ..)| *id)))
                 .to_owned();
             let deleted = txn.execute(&delete).await.map_err(err)?.rows_affected();
             if deleted != chunk.len() as u64 {
@@ -318,15 +340,15 @@ impl Sequencer {
         let mut case = CaseStatement::new();
         for partition_id in &touched {
             case = case.case(
-                Expr::col("id").eq(*partition_id),
+                Expr::col(Column::Id).eq(*partition_id),
                 Expr::val(next_seq[partition_id]),
             );
         }
-        let case = case.finally(Expr::col("next_seq"));
+        let case = case.finally(Expr::col(Column::NextSeq));
         let update = Query::update()
             .table(t.partition.clone())
-            .value(Alias::new("next_seq"), case)
-            .and_where(Expr::col("id").is_in(touched.iter().copied()))
+            .value(Column::NextSeq, case)
+            .and_where(Expr::col(Column::Id).is_in(touched.iter().copied()))
             .to_owned();
         txn.execute(&update).await.map_err(err)?;
         txn.commit().await.map_err(err)?;
@@ -367,17 +389,17 @@ impl Sequencer {
         let shared = &self.shared;
         let err = |e| shared.db_error(e);
         let mut lock = Query::select();
-        lock.columns(["id", "next_seq"])
+        lock.columns([Column::Id, Column::NextSeq])
             .from(shared.tables.partition.clone())
-            .and_where(Expr::col("id").is_in(ids.iter().copied()))
-            .order_by("id", Order::Asc);
+            .and_where(Expr::col(Column::Id).is_in(ids.iter().copied()))
+            .order_by(Column::Id, Order::Asc);
         if let Some(lock_type) = shared.dialect.partition_lock() {
             lock.lock_with_behavior(lock_type, LockBehavior::SkipLocked);
         }
         for row in txn.query_all(&lock).await.map_err(err)? {
             next_seq.insert(
-                row.try_get("", "id").map_err(err)?,
-                row.try_get("", "next_seq").map_err(err)?,
+                row.try_get("", Column::Id.name()).map_err(err)?,
+                row.try_get("", Column::NextSeq.name()).map_err(err)?,
             );
         }
         Ok(ids
@@ -402,23 +424,20 @@ impl Sequencer {
         let err = |e| shared.db_error(e);
         let (p, i) = (Alias::new("p"), Alias::new("i"));
         let first = Query::select()
-            .column((i.clone(), Alias::new("id")))
+            .column((i.clone(), Column::Id))
             .from_as(t.incoming.clone(), i.clone())
-            .and_where(
-                Expr::col((i.clone(), Alias::new("partition_id")))
-                    .equals((p.clone(), Alias::new("id"))),
-            )
-            .order_by((i.clone(), Alias::new("id")), Order::Asc)
+            .and_where(Expr::col((i.clone(), Column::PartitionId)).equals((p.clone(), Column::Id)))
+            .order_by((i.clone(), Column::Id), Order::Asc)
             .limit(1)
             .to_owned();
         let per_partition = Query::select()
-            .expr_as(Expr::col((p.clone(), Alias::new("id"))), Alias::new("pid"))
+            .expr_as(Expr::col((p.clone(), Column::Id)), Alias::new("pid"))
             .expr_as(
                 Expr::SubQuery(None, Box::new(first.into())),
                 Alias::new("oldest"),
             )
             .from_as(t.partition.clone(), p.clone())
-            .and_where(Expr::col((p.clone(), Alias::new("id"))).is_not_in(exclude.iter().copied()))
+            .and_where(Expr::col((p.clone(), Column::Id)).is_not_in(exclude.iter().copied()))
             .to_owned();
         let w = Alias::new("w");
         let select = Query::select()
@@ -461,10 +480,14 @@ pub(crate) async fn wake_partitions_with_work(shared: &Shared) -> Result<(), Out
         return Ok(());
     }
     let select = Query::select()
-        .column("id")
+        .column(Column::Id)
         .from(shared.tables.partition.clone())
-        .and_where(Expr::col("queue_name").is_in(shared.queues.keys().cloned()))
-        .and_where(Expr::col("next_seq").sub(1).gt(Expr::col("processed_seq")))
+        .and_where(Expr::col(Column::QueueName).is_in(shared.queues.keys().cloned()))
+        .and_where(
+            Expr::col(Column::NextSeq)
+                .sub(1)
+                .gt(Expr::col(Column::ProcessedSeq)),
+        )
         .to_owned();
     let rows = shared
         .db
@@ -472,7 +495,9 @@ pub(crate) async fn wake_partitions_with_work(shared: &Shared) -> Result<(), Out
         .await
         .map_err(|e| shared.db_error(e))?;
     for row in rows {
-        let id: i64 = row.try_get("", "id").map_err(|e| shared.db_error(e))?;
+        let id: i64 = row
+            .try_get("", Column::Id.name())
+            .map_err(|e| shared.db_error(e))?;
         if let Some(wake) = shared.partition_wakers.get(&id) {
             wake.notify_one();
         }
