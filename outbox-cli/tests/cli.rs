@@ -14,6 +14,7 @@ use outbox_core::{
     DeadLetterScope, Delivery, Dialect, EachMessage, LeasedMessageHandler, Message, OutboxAdmin,
     OutboxBuilder, Outcome, Queue,
 };
+use outbox_test_support::{Server, available, skip};
 use serde_json::Value;
 
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -62,10 +63,6 @@ impl Run {
     }
 }
 
-fn required() -> bool {
-    std::env::var("OUTBOX_REQUIRE_ALL_BACKENDS").is_ok_and(|v| v == "1" || v == "true")
-}
-
 fn outbox(args: &[&str], env: &[(&str, &str)]) -> Run {
     let mut command = Command::new(env!("CARGO_BIN_EXE_outbox"));
     command.args(args).env_remove("DATABASE_URL");
@@ -87,14 +84,12 @@ impl Env {
         let prefix = format!("c{}_", &tag[..10]);
         let (url, dialect, sqlite_path): (String, Arc<dyn Dialect>, _) = match backend {
             Backend::Postgres => (
-                std::env::var("OUTBOX_TEST_POSTGRES_URL")
-                    .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into()),
+                Server::Postgres.url(),
                 Arc::new(outbox_postgres::PostgresDialect),
                 None,
             ),
             Backend::MySql => (
-                std::env::var("OUTBOX_TEST_MYSQL_URL")
-                    .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into()),
+                Server::MySql.url(),
                 Arc::new(outbox_mysql::MySqlDialect),
                 None,
             ),
@@ -107,16 +102,20 @@ impl Env {
                 )
             }
         };
-        if sqlite_path.is_none()
-            && let Err(err) = Database::connect(url.as_str()).await
-        {
-            let line = format!(
-                "!!! SKIPPING {case} on {backend:?}: cannot connect to {}: {err}",
-                outbox_core::redact_url(&url)
-            );
-            assert!(!required(), "{line} (OUTBOX_REQUIRE_ALL_BACKENDS=1)");
-            eprintln!("{line}");
-            return None;
+        let server = match backend {
+            Backend::Postgres => Some(Server::Postgres),
+            Backend::MySql => Some(Server::MySql),
+            Backend::Sqlite => None,
+        };
+        if let Some(server) = server {
+            if !available(server, &url) {
+                return None;
+            }
+            if let Err(err) = Database::connect(url.as_str()).await {
+                let why = format!("cannot connect to {}: {err}", outbox_core::redact_url(&url));
+                skip(&format!("{case} on {backend:?}"), &why);
+                return None;
+            }
         }
         Some(Env {
             url,

@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 /// A JetStream context, or `None` after a loud skip.
 async fn connect(test: &str) -> Option<Context> {
-    let url = common::nats_url();
+    let url = common::nats_url()?;
     match async_nats::connect(&url).await {
         Ok(client) => Some(jetstream::new(client)),
         Err(err) => {

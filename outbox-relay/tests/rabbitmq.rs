@@ -41,6 +41,7 @@ struct Received {
 /// `binding`, and everything that arrives on the queue.
 struct Broker {
     _connection: Connection,
+    url: String,
     exchange: String,
     received: Arc<Mutex<Vec<Received>>>,
 }
@@ -55,7 +56,7 @@ fn text(headers: &FieldTable, name: &str) -> Option<String> {
 impl Broker {
     /// Connects, or returns `None` after a loud skip.
     async fn connect(test: &str, binding: &str) -> Option<Self> {
-        let url = common::rabbitmq_url();
+        let url = common::rabbitmq_url()?;
         let connection = match Connection::connect(&url, ConnectionProperties::default()).await {
             Ok(connection) => connection,
             Err(err) => {
@@ -145,6 +146,7 @@ impl Broker {
         });
         Some(Self {
             _connection: connection,
+            url,
             exchange,
             received,
         })
@@ -219,7 +221,7 @@ async fn messages_arrive_in_rabbitmq_once_each_in_order_per_partition() {
     let Some(broker) = Broker::connect(TEST, "orders.*").await else {
         return;
     };
-    let relay = RabbitMqRelay::builder(common::rabbitmq_url())
+    let relay = RabbitMqRelay::builder(broker.url.clone())
         .exchange(broker.exchange.clone())
         .routing_key("{queue}.{partition}")
         .build()
@@ -284,7 +286,7 @@ async fn unroutable_message_is_retried_not_acknowledged() {
     let Some(broker) = Broker::connect(TEST, "orders.*").await else {
         return;
     };
-    let relay = RabbitMqRelay::builder(common::rabbitmq_url())
+    let relay = RabbitMqRelay::builder(broker.url.clone())
         .exchange(broker.exchange.clone())
         .routing_key("{queue}.{partition}")
         .build()
@@ -307,7 +309,7 @@ async fn unroutable_message_is_retried_not_acknowledged() {
 
     // A missing exchange: the broker closes the channel; Retry, and the next
     // batch gets a new channel.
-    let missing = RabbitMqRelay::builder(common::rabbitmq_url())
+    let missing = RabbitMqRelay::builder(broker.url.clone())
         .exchange(format!("outbox-relay-missing-{}", suffix()))
         .build()
         .expect("relay");
@@ -372,7 +374,7 @@ async fn relay_reconnects_after_the_connection_drops_mid_stream() {
         return;
     };
     let name = format!("outbox-relay-test-{}", suffix());
-    let relay = RabbitMqRelay::builder(common::rabbitmq_url())
+    let relay = RabbitMqRelay::builder(broker.url.clone())
         .exchange(broker.exchange.clone())
         .routing_key("{queue}.{partition}")
         .connection_properties(

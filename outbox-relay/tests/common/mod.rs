@@ -8,7 +8,6 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -21,38 +20,32 @@ use outbox_core::{
 use outbox_sqlite::SqliteDialect;
 use uuid::Uuid;
 
-/// The NATS server the tests use.
-pub fn nats_url() -> String {
-    std::env::var("OUTBOX_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
-}
-
-/// The RabbitMQ broker the tests use.
-pub fn rabbitmq_url() -> String {
-    std::env::var("OUTBOX_TEST_RABBITMQ_URL")
-        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
-}
-
-fn required() -> bool {
-    std::env::var("OUTBOX_REQUIRE_ALL_BACKENDS")
-        .is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))
-}
-
-/// Reports a broker that cannot be reached: a loud line on stderr (the
-/// harness hides the captured output of passing tests), or a panic under
-/// `OUTBOX_REQUIRE_ALL_BACKENDS=1`.
-pub fn skip(test: &str, url: &str, err: impl std::fmt::Display) {
-    let line = format!(
-        "!!! SKIPPING {test} : cannot connect to {}: {err}",
-        outbox_core::redact_url(url)
-    );
-    assert!(!required(), "{line} (OUTBOX_REQUIRE_ALL_BACKENDS=1)");
-    note(&line);
-}
+use outbox_test_support::{Server, available};
 
 /// Writes a line straight to the process's stderr (the harness captures
 /// `eprintln!` of passing tests).
 pub fn note(line: &str) {
-    let _ = writeln!(std::io::stderr(), "{line}");
+    outbox_test_support::loud(line);
+}
+
+/// The NATS server the tests use, or `None` when it does not answer (said
+/// once, loudly, for the whole test binary).
+pub fn nats_url() -> Option<String> {
+    let url = Server::Nats.url();
+    available(Server::Nats, &url).then_some(url)
+}
+
+/// The RabbitMQ broker the tests use, or `None` when it does not answer.
+pub fn rabbitmq_url() -> Option<String> {
+    let url = Server::RabbitMq.url();
+    available(Server::RabbitMq, &url).then_some(url)
+}
+
+/// Reports a broker that answered but refused us: a loud line, or a panic
+/// under `OUTBOX_REQUIRE_ALL_BACKENDS=1`.
+pub fn skip(test: &str, url: &str, err: impl std::fmt::Display) {
+    let why = format!("cannot connect to {}: {err}", outbox_core::redact_url(url));
+    outbox_test_support::skip(test, &why);
 }
 
 /// A random suffix for this test's stream, subjects, queues and exchanges.

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use outbox_core::sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
+use outbox_test_support::{Server, available};
 
 pub use orders_service::backend::Backend;
 
@@ -27,8 +28,7 @@ pub enum TestDatabase {
 }
 
 fn postgres_base_url() -> String {
-    std::env::var("OUTBOX_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+    Server::Postgres.url()
 }
 
 /// `url` with its database (path) replaced by `name`, query kept.
@@ -82,6 +82,9 @@ impl TestDatabase {
             }
             Backend::Postgres => {
                 let base = postgres_base_url();
+                if !available(Server::Postgres, &base) {
+                    return None;
+                }
                 let mut options = ConnectOptions::new(base.clone());
                 options
                     .max_connections(2)

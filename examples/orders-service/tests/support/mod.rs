@@ -12,24 +12,9 @@ pub mod load;
 pub mod nats;
 pub mod service;
 
-use std::io::Write;
 use std::time::{Duration, Instant};
 
-/// Whether a missing server fails the test instead of skipping it.
-pub fn required() -> bool {
-    std::env::var("OUTBOX_REQUIRE_ALL_BACKENDS")
-        .is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))
-}
-
-/// Skips loudly (stderr, not captured), or panics under
-/// `OUTBOX_REQUIRE_ALL_BACKENDS=1`.
-pub fn skip(test: &str, why: &str) {
-    let line = format!("!!! SKIPPING {test}: {why}");
-    assert!(!required(), "{line} (OUTBOX_REQUIRE_ALL_BACKENDS=1)");
-    // Straight to the process's stderr: the test harness captures
-    // `eprintln!` and hides it for a passing test.
-    let _ = writeln!(std::io::stderr(), "{line}");
-}
+pub use outbox_test_support::skip;
 
 /// A short random suffix for names no other test uses.
 pub fn suffix() -> String {

@@ -7,13 +7,14 @@ use std::time::Duration;
 
 use outbox_relay::async_nats;
 use outbox_relay::async_nats::jetstream::{self, Context};
+use outbox_test_support::{Server, available};
 
 /// Where the private servers' binary is.
 pub const NATS_SERVER: &str = "/usr/sbin/nats-server";
 
 /// The shared server's URL.
 pub fn shared_url() -> String {
-    std::env::var("OUTBOX_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
+    Server::Nats.url()
 }
 
 /// A JetStream context on `url`, or `None` if no server with JetStream
@@ -43,7 +44,11 @@ pub async fn try_connect(url: &str) -> Result<Context, String> {
 
 /// The shared server, or `None` after a loud skip.
 pub async fn shared_or_skip(test: &str) -> Option<Context> {
-    match try_connect(&shared_url()).await {
+    let url = shared_url();
+    if !available(Server::Nats, &url) {
+        return None;
+    }
+    match try_connect(&url).await {
         Ok(context) => Some(context),
         Err(why) => {
             super::skip(test, &why);
