@@ -62,6 +62,7 @@ macro_rules! all_cases {
             late_committed_message_is_not_skipped,
             notifications_wake_another_instance_without_polling,
             quick_polls_after_activity_see_another_instances_commit,
+            quick_polls_after_start_see_another_instances_commit,
             partitions_spread_over_instances_and_move_on_stop,
             three_processes_share_partitions_and_survive_a_kill,
             producer_and_consumer_processes,

@@ -25,13 +25,48 @@ const LOOK_PAST_ROUNDS: u32 = 3;
 const CONTENDED_PAUSE: Duration = Duration::from_millis(5);
 const CONTENDED_PASSES_AT_FIRST_PAUSE: u32 = 4;
 
-/// The first gap of the quick polls after a pass that sequenced something,
+/// The gap of the first quick polls after a pass that sequenced something,
 /// where no listener relays other processes' commits (MySQL, SQLite). Each
-/// quick poll is one probe for a waiting incoming row; the gap doubles after
-/// each empty probe until it reaches the poll interval. A producer in another
-/// process that keeps writing is then seen within a few milliseconds, and an
-/// idle outbox pays nothing beyond its usual poll.
+/// quick poll is one probe for a waiting incoming row. The first
+/// `QUICK_POLLS_AT_FIRST_GAP` probes keep this gap, so a producer in another
+/// process writing a hundred or more messages a second is seen within about
+/// a millisecond; after that the gap doubles on each empty probe until it
+/// reaches the poll interval, so an idle outbox pays nothing beyond its
+/// usual poll.
 const QUICK_POLL_FIRST: Duration = Duration::from_millis(1);
+const QUICK_POLLS_AT_FIRST_GAP: u32 = 10;
+
+/// Where the quick polls are: the next gap, and how many probes are left
+/// before the gap starts doubling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct QuickPolls {
+    gap: Duration,
+    at_first_gap: u32,
+}
+
+impl QuickPolls {
+    /// Right after activity.
+    fn start() -> Self {
+        Self {
+            gap: QUICK_POLL_FIRST,
+            at_first_gap: QUICK_POLLS_AT_FIRST_GAP,
+        }
+    }
+
+    /// One probe further.
+    fn after_empty_probe(self) -> Self {
+        match self.at_first_gap {
+            0 => Self {
+                gap: self.gap.saturating_mul(2),
+                at_first_gap: 0,
+            },
+            n => Self {
+                at_first_gap: n - 1,
+                ..self
+            },
+        }
+    }
+}
 
 /// What one sequencer pass did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,9 +94,10 @@ impl Sequencer {
     pub(crate) async fn run(mut self) {
         let mut errors = 0;
         let mut contended: u32 = 0;
-        // The next quick-poll gap while quick polls run (see
-        // `QUICK_POLL_FIRST`); `None` when idle at the poll interval.
-        let mut quick: Option<Duration> = None;
+        // Where the quick polls are while they run (see `QUICK_POLL_FIRST`);
+        // `None` when idle at the poll interval. A start counts as activity:
+        // producers often begin right after their consumers.
+        let mut quick = (!self.shared.listening.load(Ordering::Relaxed)).then(QuickPolls::start);
         while !self.shutdown.is_set() {
             let pass = self.run_once().await;
             let all_held = matches!(pass, Ok(Pass::Contended));
@@ -78,7 +114,7 @@ impl Sequencer {
                     errors = 0;
                     if n < self.config.sequencer_batch as usize {
                         if !self.shared.listening.load(Ordering::Relaxed) {
-                            quick = Some(QUICK_POLL_FIRST);
+                            quick = Some(QuickPolls::start());
                         }
                         self.wait_quick_or_idle(&mut quick).await;
                     }
@@ -100,7 +136,7 @@ impl Sequencer {
                     // this pass: the quick polls go on, one gap further, so
                     // that they still end at the poll interval.
                     errors = 0;
-                    quick = quick.map(|gap| gap.saturating_mul(2));
+                    quick = quick.map(QuickPolls::after_empty_probe);
                     self.wait_quick_or_idle(&mut quick).await;
                 }
                 Err(err) => {
@@ -123,9 +159,9 @@ impl Sequencer {
     }
 
     /// Waits by quick polls while `quick` holds a gap, else by `idle`.
-    async fn wait_quick_or_idle(&mut self, quick: &mut Option<Duration>) {
-        if let Some(gap) = *quick {
-            *quick = self.quick_polls(gap).await;
+    async fn wait_quick_or_idle(&mut self, quick: &mut Option<QuickPolls>) {
+        if let Some(at) = *quick {
+            *quick = self.quick_polls(at).await;
             if quick.is_some() {
                 return;
             }
@@ -133,22 +169,22 @@ impl Sequencer {
         self.idle().await;
     }
 
-    /// Probes for waiting incoming rows at doubling gaps, from `gap` up to
-    /// the poll interval. Returns the gap to go on with when a probe found a
+    /// Probes for waiting incoming rows, from `at` on, until the gaps reach
+    /// the poll interval. Returns where to go on from when a probe found a
     /// row or a wakeup came (the caller runs a pass), `None` when the gaps
     /// reached the poll interval or a probe failed (the regular poll then
     /// takes over).
-    async fn quick_polls(&mut self, mut gap: Duration) -> Option<Duration> {
+    async fn quick_polls(&mut self, mut at: QuickPolls) -> Option<QuickPolls> {
         let shared = self.shared.clone();
-        while gap < self.config.poll_interval {
+        while at.gap < self.config.poll_interval {
             tokio::select! {
-                () = shared.sequencer_wake.notified() => return Some(gap),
-                () = tokio::time::sleep(gap) => {}
-                () = self.shutdown.wait() => return Some(gap),
+                () = shared.sequencer_wake.notified() => return Some(at),
+                () = tokio::time::sleep(at.gap) => {}
+                () = self.shutdown.wait() => return Some(at),
             }
             match incoming_waiting(&shared).await {
-                Ok(true) => return Some(gap),
-                Ok(false) => gap = gap.saturating_mul(2),
+                Ok(true) => return Some(at),
+                Ok(false) => at = at.after_empty_probe(),
                 Err(err) => {
                     tracing::debug!(error = %err, "outbox quick poll failed");
                     return None;

@@ -102,6 +102,7 @@ pub use vacuum::vacuum_removes_processed_rows;
 pub use wakeup::{
     notifications_wake_another_instance_without_polling,
     quick_polls_after_activity_see_another_instances_commit,
+    quick_polls_after_start_see_another_instances_commit,
 };
 
 use std::time::Duration;

@@ -161,3 +161,47 @@ pub async fn quick_polls_after_activity_see_another_instances_commit(db: TestDb)
     let payloads: Vec<String> = rec.all().into_iter().map(|r| r.payload).collect();
     assert_eq!(payloads, vec!["own".to_string(), "other".to_string()]);
 }
+
+/// Without notifications, a start counts as activity: a commit in another
+/// instance right after a consumer starts (as when a service and its
+/// producers start together) is found by the quick polls, not at the poll
+/// interval (here an hour).
+pub async fn quick_polls_after_start_see_another_instances_commit(db: TestDb) {
+    let rec = Recorder::default();
+    let producer_pool = db.another_pool().await;
+    let producer = db
+        .builder_on(producer_pool.clone())
+        .listen(false)
+        .run_workers(false)
+        .queue(Queue::produce_only("q", 2))
+        .start()
+        .await
+        .unwrap();
+    let consumer = db
+        .builder()
+        .listen(false)
+        .poll_interval(Duration::from_secs(3600))
+        .queue(Queue::leased("q", 2, rec.clone()))
+        .start()
+        .await
+        .unwrap();
+    // Past the consumer's first pass (which would find an earlier commit by
+    // itself): only a poll can find this one.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let txn = producer_pool.begin().await.unwrap();
+    producer
+        .outbox()
+        .enqueue(&txn, "q", 1u32, Message::new("t", b"first".to_vec()))
+        .await
+        .unwrap();
+    txn.commit().await.unwrap();
+    // As in the case above: 20 s against an hour's poll interval.
+    let arrived = wait_until(Duration::from_secs(20), || rec.len() == 1).await;
+    producer.stop().await;
+    consumer.stop().await;
+    producer_pool.close().await.ok();
+    assert!(
+        arrived,
+        "a commit right after the consumer started waited for the poll interval"
+    );
+}
