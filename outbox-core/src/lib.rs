@@ -78,6 +78,7 @@ mod event;
 mod handle;
 mod handler;
 mod message;
+pub mod metric;
 mod migration;
 mod outbox;
 mod partition;
