@@ -48,6 +48,17 @@ pub enum Command {
     /// Inspect and recover dead letters.
     #[command(subcommand)]
     DeadLetters(DeadLetterCommand),
+    /// Serve the web console (queues, partitions, dead letters, instances)
+    /// until interrupted.
+    Console {
+        /// Address to listen on; keep it on loopback unless something in
+        /// front authenticates the operators.
+        #[arg(long, default_value = "127.0.0.1:8089", value_name = "ADDR")]
+        bind: std::net::SocketAddr,
+        /// Offer requeue and discard of dead letters (read-only otherwise).
+        #[arg(long)]
+        allow_actions: bool,
+    },
 }
 
 /// The dead-letter subcommands.

@@ -6,6 +6,7 @@
 //! outbox dead-letters show 42
 //! outbox dead-letters requeue --queue orders --failed-after 2026-05-01T00:00:00Z
 //! outbox dead-letters cleanup --older-than 7d
+//! outbox console --bind 127.0.0.1:8089 --allow-actions
 //! ```
 //!
 //! The URL can also come from `DATABASE_URL`; `--json` prints JSON for
@@ -14,6 +15,7 @@
 
 mod args;
 mod connect;
+mod console;
 mod filter;
 mod render;
 
@@ -130,6 +132,14 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             let admin = admin(&url, dialect, &cli.table_prefix).await?;
             let letters = admin.dead_letters();
             dead_letters(&letters, command, scope_check).await?
+        }
+        Command::Console {
+            bind,
+            allow_actions,
+        } => {
+            let admin = admin(&url, dialect, &cli.table_prefix).await?;
+            console::serve(admin, *bind, *allow_actions).await?;
+            return Ok(());
         }
     };
     let mut stdout = std::io::stdout().lock();

@@ -38,6 +38,7 @@ pub struct OutboxBuilder {
     listen: bool,
     trace: Option<Arc<dyn TracePropagator>>,
     processor_connections: usize,
+    gauge_interval: Option<Duration>,
 }
 
 /// Messages per partition a sequencer pass can move at least, unless the
@@ -84,6 +85,7 @@ impl OutboxBuilder {
             listen: true,
             trace: crate::trace_context::default_propagator(),
             processor_connections: DEFAULT_PROCESSOR_CONNECTIONS,
+            gauge_interval: Some(crate::metric::DEFAULT_GAUGE_INTERVAL),
         }
     }
 
@@ -232,6 +234,16 @@ impl OutboxBuilder {
         self
     }
 
+    /// How often the metric gauges (backlog, oldest age, dead letters,
+    /// blocked and owned partitions, live instances) are read: one
+    /// [`OutboxAdmin::stats`](crate::OutboxAdmin::stats) read for all queues
+    /// per interval (see [`metric`](crate::metric)). Default 15 s, range
+    /// 100 ms to 1 h; `None` reads none and leaves the gauges unset.
+    pub fn gauge_interval(mut self, interval: Option<Duration>) -> Self {
+        self.gauge_interval = interval;
+        self
+    }
+
     fn validate(&self, config: &WorkerConfig) -> Result<Tables, OutboxError> {
         let tables = Tables::new(&self.prefix)?;
         let connection = self.db.get_database_backend();
@@ -257,6 +269,13 @@ impl OutboxBuilder {
         }
         let in_range =
             |d: Duration| d >= Duration::from_millis(1) && d <= Duration::from_secs(3600);
+        if let Some(interval) = self.gauge_interval
+            && !(Duration::from_millis(100)..=Duration::from_secs(3600)).contains(&interval)
+        {
+            return Err(OutboxError::InvalidConfig(format!(
+                "gauge interval {interval:?} is out of range: give 100 ms to 1 h, or None to turn the gauges off"
+            )));
+        }
         if !in_range(config.poll_interval) || !in_range(config.vacuum_interval) {
             return Err(OutboxError::InvalidConfig(
                 "poll and vacuum intervals must be between 1 ms and 1 hour".into(),
@@ -374,6 +393,7 @@ impl OutboxBuilder {
             listening: std::sync::atomic::AtomicBool::new(false),
             partition_names,
             events: crate::event::EventHub::default(),
+            metrics: crate::metric::Metrics::new(self.queues.iter().map(|q| q.name.as_str())),
             ownership: crate::worker::membership::Ownership::new(
                 self.queues.iter().map(|q| q.name.as_str()),
             ),
@@ -388,6 +408,13 @@ impl OutboxBuilder {
         });
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = Vec::new();
+        if let Some(interval) = self.gauge_interval {
+            tasks.push(tokio::spawn(crate::metric::run_gauges(
+                shared.clone(),
+                interval,
+                Shutdown(stop.subscribe()),
+            )));
+        }
         if self.run_workers {
             let shutdown = Shutdown(stop_rx);
             tasks.push(tokio::spawn(

@@ -77,7 +77,9 @@ mod error;
 mod event;
 mod handle;
 mod handler;
+mod instance;
 mod message;
+pub mod metric;
 mod migration;
 mod outbox;
 mod partition;
@@ -108,6 +110,7 @@ pub use handler::{
     BatchResult, EachMessage, LeasedHandler, LeasedMessageHandler, Outcome, TransactionalHandler,
     TransactionalMessageHandler,
 };
+pub use instance::InstanceInfo;
 pub use message::{Batch, Delivery, Message};
 pub use migration::OutboxSchema;
 pub use outbox::Outbox;

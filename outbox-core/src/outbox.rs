@@ -59,6 +59,8 @@ pub(crate) struct Shared {
     pub(crate) ownership: crate::worker::membership::Ownership,
     /// Lifecycle event subscribers.
     pub(crate) events: crate::event::EventHub,
+    /// Metric handles per queue.
+    pub(crate) metrics: crate::metric::Metrics,
     /// Carries trace context from enqueue to the handler's span, if set.
     pub(crate) trace: Option<Arc<dyn crate::trace_context::TracePropagator>>,
     /// Turns for processors to use a connection (see
@@ -292,6 +294,7 @@ impl Outbox {
                     .await
                     .map_err(|e| shared.db_error(e))?;
             }
+            shared.metrics.enqueued(queue, rows.len());
             Ok(rows.iter().map(|(id, ..)| *id).collect())
         }
         .instrument(span)

@@ -5,10 +5,12 @@
 
 pub mod cases;
 mod harness;
+mod metric_probe;
 pub mod private_postgres;
 mod recorder;
 
 pub use harness::{Backend, TestDb};
+pub use metric_probe::MetricProbe;
 pub use recorder::{Received, Recorder, poll_until, wait_until};
 
 /// Expands to one `#[tokio::test]` per case for one backend, so
@@ -83,6 +85,7 @@ macro_rules! all_cases {
             instance_whose_name_is_taken_while_running_stands_down,
             migrations_add_the_incarnation_column_to_old_tables,
             stats_report_backlog_cursor_retry_and_dead_letters,
+            metrics_count_each_message_exactly_once,
             fault_worker_killed_repeatedly_under_load,
             fault_connections_terminated_mid_load,
             fault_flaky_handler_delays_only_its_partition,

@@ -17,7 +17,7 @@
 //!    leases, the worker presets.
 //! 3. [Migrations](migrations): creating the tables, adding them to your own
 //!    `Migrator`, table prefixes, upgrades and dropping.
-//! 4. [Operating](operating): stats, events, dead letters, the `outbox` CLI,
+//! 4. [Operating](operating): stats, metrics, events, dead letters, the `outbox` CLI,
 //!    vacuum, several instances, graceful stop, LISTEN/NOTIFY and PgBouncer,
 //!    producer-only instances, Galera and multi-primary MySQL.
 //! 5. [Tuning](tuning): the benchmark's figures, what bounds each, and the

@@ -19,6 +19,7 @@ use crate::state::AppState;
 pub struct App {
     handle: OutboxHandle,
     db: DatabaseConnection,
+    metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
 impl App {
@@ -48,18 +49,32 @@ impl App {
             relay = %relay.describe(),
             "starting the outbox"
         );
+        // Before the outbox starts: it registers its metric handles at start.
+        let metrics = crate::prometheus::install();
         let handle = OutboxBuilder::new(db.clone(), config.backend.dialect())
             .queue(orders_queue(config, &timeouts, relay))
             .start()
             .await?;
-        Ok(Self { handle, db })
+        Ok(Self {
+            handle,
+            db,
+            metrics,
+        })
     }
 
     /// The HTTP routes, on this service's outbox.
     pub fn router(&self) -> Router {
+        let console = outbox_web::Console::new(self.handle.outbox().admin());
         routes::router(AppState {
             outbox: self.handle.outbox().clone(),
+            metrics: self.metrics.clone(),
         })
+        .nest("/outbox", console.router())
+        // The console's home with a trailing slash too.
+        .route(
+            "/outbox/",
+            axum::routing::get(|| async { axum::response::Redirect::permanent("/outbox") }),
+        )
     }
 
     /// Stops the outbox workers (each finishes and acknowledges the batch it

@@ -14,6 +14,7 @@ pub mod json;
 pub mod migration;
 pub mod nats;
 pub mod order;
+pub mod prometheus;
 pub mod relay;
 pub mod routes;
 pub mod shutdown;

@@ -8,4 +8,7 @@ use outbox_core::Outbox;
 pub struct AppState {
     /// The outbox to enqueue to and administer.
     pub outbox: Outbox,
+    /// Renders `GET /metrics`; `None` when no Prometheus recorder could be
+    /// installed.
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }

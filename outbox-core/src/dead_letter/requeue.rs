@@ -163,6 +163,7 @@ pub(super) async fn run(
         return Err(e);
     }
     txn.commit().await.map_err(err)?;
+    crate::metric::requeued_all(candidates.iter().map(|c| c.queue.as_str()));
     Ok(Some(
         candidates
             .into_iter()

@@ -143,7 +143,10 @@ impl PartitionWorker {
     pub(crate) fn set_lease(&mut self, lease: Option<HeldLease>) {
         let ownership = &self.shared.ownership;
         match (self.lease.is_some(), lease.is_some()) {
-            (false, true) => ownership.taken(&self.queue.name),
+            (false, true) => {
+                ownership.taken(&self.queue.name);
+                self.shared.metrics.lease_taken(&self.queue.name);
+            }
             (true, false) => ownership.dropped(&self.queue.name),
             _ => {}
         }
@@ -195,6 +198,10 @@ impl PartitionWorker {
                 Ok(Some((held, Some(state))))
             }
             None => {
+                if self.lease.is_some() {
+                    // Held, and another instance has it now.
+                    self.shared.metrics.lease_lost(&self.queue.name);
+                }
                 self.set_lease(None);
                 Ok(None)
             }
@@ -340,10 +347,12 @@ impl PartitionWorker {
         };
         if !accepted {
             tracing::warn!(queue = %self.queue.name, partition = self.partition, token, "outbox lease was lost; acknowledgement refused, the batch will be delivered again");
+            self.shared.metrics.lease_lost(&self.queue.name);
             self.set_lease(None);
             return Ok(Step::Busy);
         }
         self.unrecorded = 0;
+        shared.metrics.settled(batch, settlement);
         if shared.events.active() {
             shared.events.publish(settlement.events(batch));
         }
@@ -450,6 +459,7 @@ impl PartitionWorker {
         let shared = self.shared.clone();
         let lease_len = self.queue.lease;
         let headroom = self.queue.lease_headroom;
+        let handler_started = Instant::now();
         let handler = guarded(
             handler.handle(batch).instrument(self.handler_span(batch)),
             self.queue.handler_timeout,
@@ -463,6 +473,7 @@ impl PartitionWorker {
                 .unwrap_or_else(Instant::now);
             tokio::select! {
                 result = &mut handler => {
+                    shared.metrics.handled(batch, handler_started.elapsed());
                     self.set_lease(Some(held));
                     return Ok(Some(result));
                 }
@@ -473,6 +484,7 @@ impl PartitionWorker {
                         Ok(false) => {
                             self.set_lease(None);
                             tracing::warn!(queue = %self.queue.name, partition = self.partition, "outbox lease was lost while the handler ran; the batch will be delivered again");
+                            self.shared.metrics.lease_lost(&self.queue.name);
                             return Ok(None);
                         }
                         Err(err) => tracing::warn!(error = %err, "outbox could not renew a lease; will try again"),
@@ -482,6 +494,7 @@ impl PartitionWorker {
                 () = tokio::time::sleep_until(cancel_at) => {
                     self.set_lease(None);
                     tracing::warn!(queue = %self.queue.name, partition = self.partition, "outbox cancelled a handler: its lease could not be renewed and was about to expire");
+                    self.shared.metrics.lease_lost(&self.queue.name);
                     return Ok(None);
                 }
             }

@@ -74,6 +74,17 @@ impl Ownership {
         (partitions as usize).div_ceil(live)
     }
 
+    /// Live instances, as the last heartbeat counted them.
+    pub(crate) fn live_instances(&self) -> usize {
+        self.live_instances.load(Ordering::Relaxed)
+    }
+
+    /// Leases of `queue` this instance holds.
+    pub(crate) fn held_by_this(&self, queue: &str) -> usize {
+        self.held(queue)
+            .map_or(0, |held| held.load(Ordering::Relaxed))
+    }
+
     fn held(&self, queue: &str) -> Option<&AtomicUsize> {
         self.held.get(queue)
     }

@@ -231,6 +231,7 @@ impl PartitionWorker {
         txn.execute_unprepared(&scope.enter)
             .await
             .map_err(|e| shared.db_error(e))?;
+        let handler_started = tokio::time::Instant::now();
         let result = guarded(
             handler
                 .handle(&txn, &batch)
@@ -238,6 +239,7 @@ impl PartitionWorker {
             self.queue.handler_timeout,
         )
         .await;
+        shared.metrics.handled(&batch, handler_started.elapsed());
         let settlement = settle(
             &batch,
             state.processed_seq,
@@ -295,6 +297,7 @@ impl PartitionWorker {
                 // our handler's writes roll back with the batch, theirs count.
                 txn.rollback().await.map_err(|e| shared.db_error(e))?;
                 tracing::warn!(queue = %self.queue.name, partition = self.partition, "outbox lease was lost; the batch and the handler's writes were rolled back");
+                shared.metrics.lease_lost(&self.queue.name);
                 self.set_lease(None);
                 return Ok(Step::Busy);
             }
@@ -315,6 +318,7 @@ impl PartitionWorker {
         if let Some(lease) = self.lease.as_mut() {
             lease.expires = ack_started + self.queue.lease;
         }
+        shared.metrics.settled(&batch, &settlement);
         if shared.events.active() {
             shared.events.publish(settlement.events(&batch));
         }
@@ -339,6 +343,7 @@ impl PartitionWorker {
                 partition_row::persist(&shared, &txn, self.partition_id, batch, &settlement, None)
                     .await?;
                 txn.commit().await.map_err(|e| shared.db_error(e))?;
+                shared.metrics.settled(batch, &settlement);
                 Ok(step_after(&settlement, state.processed_seq))
             }
             _ => {
