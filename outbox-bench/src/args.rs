@@ -165,6 +165,12 @@ pub(crate) struct Args {
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub(crate) ping_idle_secs: Option<u64>,
 
+    /// Install a Prometheus metrics recorder (metrics-exporter-prometheus,
+    /// no HTTP listener) before the outbox starts, so the outbox's metrics
+    /// are recorded: run with and without it to see what they cost.
+    #[arg(long)]
+    pub(crate) metrics_recorder: bool,
+
     /// Enqueue every message with no outbox worker running (a producer-only
     /// instance), then start the consuming outbox and time the drain
     /// (`drain_msgs_per_sec`, `drain_peak_rss_mib`).

@@ -20,6 +20,7 @@
 //! `backend`, `mode`, `messages`, `partitions`, `batch`, `producers`,
 //! `payload_bytes`, `rate` (null: as fast as possible), `profile`,
 //! `ping_idle_secs` (null: the pool pings on every acquire),
+//! `metrics_recorder` (a Prometheus recorder was installed),
 //! `split_process`, `backlog`,
 //! `enqueue_msgs_per_sec` (messages ÷ time from the first producer's start to
 //! the last commit), `e2e_msgs_per_sec` (delivered ÷ time from the first
@@ -110,6 +111,7 @@ struct Report {
     rate: Option<f64>,
     profile: &'static str,
     ping_idle_secs: Option<u64>,
+    metrics_recorder: bool,
     split_process: bool,
     backlog: bool,
     enqueue_msgs_per_sec: Option<f64>,
@@ -169,6 +171,19 @@ async fn main() -> ExitCode {
     if let (Some(seconds), Some(rate)) = (args.soak_seconds, args.rate) {
         args.messages = soak::messages(seconds, rate);
     }
+    // Kept alive for the whole run: dropping the handle keeps the recorder
+    // installed, but holding it makes the intent plain.
+    let _metrics = if args.metrics_recorder {
+        match metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder() {
+            Ok(handle) => Some(handle),
+            Err(err) => {
+                eprintln!("outbox-bench: cannot install the metrics recorder: {err}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        None
+    };
     if args.role == Some(RoleArg::Consumer) {
         return match split::consumer(&args).await {
             Ok(()) => ExitCode::SUCCESS,
@@ -234,6 +249,7 @@ async fn scenario(args: &Args, bench: &BenchDb) -> Result<Report, BoxError> {
         rate: args.rate,
         profile: args.profile.name(),
         ping_idle_secs: args.ping_idle_secs,
+        metrics_recorder: args.metrics_recorder,
         split_process: args.split_process,
         backlog: args.backlog,
         soak_seconds: args.soak_seconds,
