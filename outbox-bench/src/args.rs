@@ -171,6 +171,20 @@ pub(crate) struct Args {
     #[arg(long)]
     pub(crate) metrics_recorder: bool,
 
+    /// Count the statements the run's pool sends by their text (table
+    /// prefix removed, the first 72 characters), and print the counts per
+    /// message to stderr at the end: where `client_statements_per_msg`
+    /// comes from. Costs a lock per statement: not for throughput figures.
+    #[arg(long)]
+    pub(crate) statement_tally: bool,
+
+    /// Every producer writes every message to one partition key, so all
+    /// of them contend for one partition: the outbox must not make a
+    /// producer wait for another (issue 15's hot-key row, with
+    /// `--producers 16`).
+    #[arg(long)]
+    pub(crate) hot_key: bool,
+
     /// Enqueue every message with no outbox worker running (a producer-only
     /// instance), then start the consuming outbox and time the drain
     /// (`drain_msgs_per_sec`, `drain_peak_rss_mib`).

@@ -1,7 +1,8 @@
 //! The run's database: a pool, the dialect, a fresh table prefix, cleanup.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -28,6 +29,8 @@ pub(crate) struct BenchDb {
     /// callback: every prepared statement, but not `BEGIN`, `COMMIT`,
     /// `ROLLBACK`, savepoints or unprepared SQL.
     client_statements: Arc<AtomicU64>,
+    /// `--statement-tally`: the same statements counted by their text.
+    tally: Option<Arc<Mutex<HashMap<String, u64>>>>,
 }
 
 impl BenchDb {
@@ -95,8 +98,20 @@ impl BenchDb {
         let mut db = pool(&url, connections, ping_idle).await?;
         let client_statements = Arc::new(AtomicU64::new(0));
         let counter = client_statements.clone();
-        db.set_metric_callback(move |_| {
+        let tally = args
+            .statement_tally
+            .then(|| Arc::new(Mutex::new(HashMap::new())));
+        let texts = tally.clone();
+        let strip = prefix.clone();
+        db.set_metric_callback(move |info| {
             counter.fetch_add(1, Ordering::Relaxed);
+            if let Some(texts) = &texts {
+                let sql = info.statement.sql.replace(&strip, "");
+                let key: String = sql.chars().take(72).collect();
+                if let Ok(mut texts) = texts.lock() {
+                    *texts.entry(key).or_insert(0) += 1;
+                }
+            }
         });
         Ok(Self {
             backend: args.backend,
@@ -106,6 +121,7 @@ impl BenchDb {
             url,
             temp_sqlite,
             client_statements,
+            tally,
         })
     }
 
@@ -131,6 +147,25 @@ impl BenchDb {
     /// Statements sent through the pool so far (see the field).
     pub(crate) fn client_statements(&self) -> u64 {
         self.client_statements.load(Ordering::Relaxed)
+    }
+
+    /// Prints `--statement-tally`'s counts, most frequent first, per
+    /// message of `messages`.
+    pub(crate) fn print_statement_tally(&self, messages: u64) {
+        let Some(tally) = &self.tally else {
+            return;
+        };
+        let Ok(texts) = tally.lock() else {
+            return;
+        };
+        let mut counts: Vec<(&String, &u64)> = texts.iter().collect();
+        counts.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        let per = |n: u64| n as f64 / messages.max(1) as f64;
+        let total: u64 = counts.iter().map(|(_, n)| **n).sum();
+        eprintln!("outbox-bench: statements per message by text ({:.3} in all):", per(total));
+        for (text, n) in counts {
+            eprintln!("  {:>8.3}  {n:>8}  {text}", per(*n));
+        }
     }
 
     /// Closes the pool and nothing else (the consumer child: the parent

@@ -107,6 +107,7 @@ struct Report {
     partitions: u32,
     batch: u32,
     producers: u32,
+    hot_key: bool,
     payload_bytes: u64,
     rate: Option<f64>,
     profile: &'static str,
@@ -227,6 +228,7 @@ async fn run(args: &Args) -> Result<Report, BoxError> {
         bench.prefix
     );
     let result = scenario(args, &bench).await;
+    bench.print_statement_tally(args.messages);
     bench.cleanup().await;
     let mut report = result?;
     report.peak_rss_mib = peak_rss_mib();
@@ -245,6 +247,7 @@ async fn scenario(args: &Args, bench: &BenchDb) -> Result<Report, BoxError> {
         partitions: args.partitions,
         batch: args.batch,
         producers: args.producers,
+        hot_key: args.hot_key,
         payload_bytes: args.payload_bytes,
         rate: args.rate,
         profile: args.profile.name(),
@@ -664,7 +667,7 @@ async fn produce_into(
     let sink = Arc::new(OutboxSink {
         outbox: handle.outbox().clone(),
         payload_bytes,
-        keys: produce::keys_per_producer(args.partitions),
+        keys: (!args.hot_key).then(|| produce::keys_per_producer(args.partitions)),
     });
     produce::run(
         &bench.db,

@@ -40,9 +40,13 @@ pub(crate) trait Sink: Send + Sync + 'static {
 pub(crate) struct OutboxSink {
     pub(crate) outbox: Outbox,
     pub(crate) payload_bytes: usize,
-    /// Keys per producer (see [`keys_per_producer`]).
-    pub(crate) keys: u64,
+    /// Keys per producer (see [`keys_per_producer`]); `None` with
+    /// `--hot-key`: every producer writes to the one key [`HOT_KEY`].
+    pub(crate) keys: Option<u64>,
 }
+
+/// The key of every message with `--hot-key`.
+pub(crate) const HOT_KEY: &str = "hot";
 
 /// Keys each producer cycles through: 64, or the partition count if larger,
 /// so that with many partitions every one of them gets messages (with 64
@@ -52,9 +56,13 @@ pub(crate) fn keys_per_producer(partitions: u32) -> u64 {
 }
 
 /// The partition key of message `seq` of `producer`: `keys` keys per
-/// producer, hashed to partitions like an application's aggregate ids.
-fn key(producer: u64, seq: u64, keys: u64) -> PartitionKey {
-    PartitionKey::Key(format!("p{producer}-{}", seq % keys.max(1)))
+/// producer, hashed to partitions like an application's aggregate ids, or
+/// the hot key for all.
+fn key(producer: u64, seq: u64, keys: Option<u64>) -> PartitionKey {
+    match keys {
+        Some(keys) => PartitionKey::Key(format!("p{producer}-{}", seq % keys.max(1))),
+        None => PartitionKey::Key(HOT_KEY.to_owned()),
+    }
 }
 
 #[async_trait]
