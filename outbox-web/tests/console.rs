@@ -1,5 +1,7 @@
-//! The console's routes against a running outbox on SQLite: pages, escaping,
-//! and actions with their guards.
+//! The console's routes against a running outbox on each backend: pages,
+//! escaping, and actions with their guards. The databases come from the
+//! conformance suite's harness, so a missing server is skipped loudly (and
+//! fails under `OUTBOX_REQUIRE_ALL_BACKENDS=1`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
@@ -11,12 +13,12 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
-use outbox_core::sea_orm::{Database, DatabaseConnection, TransactionTrait};
+use outbox_core::sea_orm::TransactionTrait;
 use outbox_core::{
-    DeadLetterScope, Delivery, EachMessage, LeasedMessageHandler, Message, OutboxHandle,
-    OutboxSchema, Outcome, Queue,
+    DeadLetterScope, Delivery, EachMessage, LeasedMessageHandler, Message, OutboxHandle, Outcome,
+    Queue,
 };
-use outbox_sqlite::SqliteDialect;
+use outbox_tests::{Backend, TestDb};
 use outbox_web::Console;
 use tower::ServiceExt;
 
@@ -37,26 +39,15 @@ impl LeasedMessageHandler for Gate {
     }
 }
 
-async fn database(name: &str) -> DatabaseConnection {
-    let path = std::env::temp_dir().join(format!(
-        "outbox-web-{name}-{}.db",
-        uuid::Uuid::new_v4().simple()
-    ));
-    let db = Database::connect(format!("sqlite://{}?mode=rwc", path.display()))
-        .await
-        .unwrap();
-    OutboxSchema::new(SqliteDialect).migrate(&db).await.unwrap();
-    db
-}
-
 /// An outbox whose queue `web` holds one dead letter with a `<script>` payload.
-async fn outbox_with_a_dead_letter(db: &DatabaseConnection, gate: &Gate) -> (OutboxHandle, i64) {
-    let handle = outbox_core::Outbox::builder(db.clone(), SqliteDialect)
+async fn outbox_with_a_dead_letter(db: &TestDb, gate: &Gate) -> (OutboxHandle, i64) {
+    let handle = db
+        .builder()
         .queue(Queue::leased("web", 2, EachMessage(gate.clone())))
         .start()
         .await
         .unwrap();
-    let txn = db.begin().await.unwrap();
+    let txn = db.db.begin().await.unwrap();
     handle
         .outbox()
         .enqueue(
@@ -122,11 +113,29 @@ fn csrf_of(page: &str) -> String {
     page[start..start + 32].to_owned()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pages_escape_what_they_show_and_actions_are_guarded() {
-    let db = database("pages").await;
+macro_rules! on_every_backend {
+    ($case:ident: $($test:ident => $backend:expr),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $test() {
+                if let Some(db) = TestDb::connect($backend, stringify!($test)).await {
+                    $case(&db).await;
+                    db.cleanup().await;
+                }
+            }
+        )*
+    };
+}
+
+on_every_backend!(pages_escape_what_they_show_and_actions_are_guarded:
+    pages_escape_and_actions_are_guarded_on_sqlite => Backend::Sqlite,
+    pages_escape_and_actions_are_guarded_on_postgres => Backend::Postgres,
+    pages_escape_and_actions_are_guarded_on_mysql => Backend::MySql,
+);
+
+async fn pages_escape_what_they_show_and_actions_are_guarded(db: &TestDb) {
     let gate = Gate(Arc::new(AtomicBool::new(true)));
-    let (handle, id) = outbox_with_a_dead_letter(&db, &gate).await;
+    let (handle, id) = outbox_with_a_dead_letter(db, &gate).await;
     let admin = handle.outbox().admin();
 
     // Read-only, mounted under /ops/outbox.

@@ -86,6 +86,7 @@ macro_rules! all_cases {
             migrations_add_the_incarnation_column_to_old_tables,
             stats_report_backlog_cursor_retry_and_dead_letters,
             metrics_count_each_message_exactly_once,
+            metrics_count_each_transactional_message_exactly_once,
             fault_worker_killed_repeatedly_under_load,
             fault_connections_terminated_mid_load,
             fault_flaky_handler_delays_only_its_partition,

@@ -271,6 +271,11 @@ async fn admin_endpoints_report_and_requeue_dead_letters_on_postgres() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_endpoints_report_and_requeue_dead_letters_on_mysql() {
+    admin_endpoints(Backend::MySql).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_and_exits_zero() {
     let db = TestDatabase::create(Backend::Sqlite, "sigterm")
         .await

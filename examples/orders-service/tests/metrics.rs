@@ -131,3 +131,8 @@ async fn metrics_count_a_burst_of_orders_exactly_on_sqlite() {
 async fn metrics_count_a_burst_of_orders_exactly_on_postgres() {
     burst_moves_the_counters_by_exactly_the_orders(Backend::Postgres).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_a_burst_of_orders_exactly_on_mysql() {
+    burst_moves_the_counters_by_exactly_the_orders(Backend::MySql).await;
+}

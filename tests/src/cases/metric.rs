@@ -4,16 +4,18 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use outbox_core::metric;
-use outbox_core::sea_orm::TransactionTrait;
+use outbox_core::sea_orm::{DatabaseTransaction, TransactionTrait};
 use outbox_core::{
     DeadLetterScope, Delivery, EachMessage, LeasedMessageHandler, Message, Outcome, Queue,
+    TransactionalMessageHandler,
 };
 
 use super::eventually;
 use crate::{MetricProbe, TestDb};
 
-/// The queue name is this case's own: the recorder is process-wide.
-const QUEUE: &str = "metered";
+/// The queue names are these cases' own: the recorder is process-wide.
+const LEASED_QUEUE: &str = "metered";
+const TRANSACTIONAL_QUEUE: &str = "metered_tx";
 const OK: usize = 20;
 
 /// Rejects `bad` payloads while `reject` is set; asks for one retry of
@@ -27,6 +29,19 @@ struct Picky {
 #[async_trait::async_trait]
 impl LeasedMessageHandler for Picky {
     async fn handle(&self, message: &Delivery) -> Outcome {
+        self.decide(message)
+    }
+}
+
+#[async_trait::async_trait]
+impl TransactionalMessageHandler for Picky {
+    async fn handle(&self, _txn: &DatabaseTransaction, message: &Delivery) -> Outcome {
+        self.decide(message)
+    }
+}
+
+impl Picky {
+    fn decide(&self, message: &Delivery) -> Outcome {
         let payload = String::from_utf8_lossy(&message.payload).into_owned();
         if payload.starts_with("bad") && self.reject.load(Ordering::SeqCst) {
             return Outcome::reject("bad payload");
@@ -41,22 +56,34 @@ impl LeasedMessageHandler for Picky {
     }
 }
 
-fn q() -> [(&'static str, &'static str); 1] {
-    [("queue", QUEUE)]
-}
-
 /// Counters move by exactly the number of messages enqueued, delivered,
 /// retried, dead-lettered and requeued; the gauges read the backlog, the
 /// dead letters and this instance's leases.
 pub async fn metrics_count_each_message_exactly_once(db: TestDb) {
+    count_each_message_once(db, false).await;
+}
+
+/// The same counts in transactional mode, where a delivery is counted
+/// only once its transaction commits.
+pub async fn metrics_count_each_transactional_message_exactly_once(db: TestDb) {
+    count_each_message_once(db, true).await;
+}
+
+async fn count_each_message_once(db: TestDb, transactional: bool) {
+    let queue_name = if transactional {
+        TRANSACTIONAL_QUEUE
+    } else {
+        LEASED_QUEUE
+    };
+    let q = || [("queue", queue_name)];
     let probe = MetricProbe::install();
-    let counter = |name| probe.counter(name, &q());
-    let gauge = |name| probe.gauge(name, &q());
+    let counter = |series| probe.counter(series, &q());
+    let gauge = |series| probe.gauge(series, &q());
 
     // Phase 1: a backlog, seen by a producer's gauges.
     let producer = db
         .builder()
-        .queue(Queue::produce_only(QUEUE, 2))
+        .queue(Queue::produce_only(queue_name, 2))
         .run_workers(false)
         .gauge_interval(Some(Duration::from_millis(100)))
         .start()
@@ -72,7 +99,7 @@ pub async fn metrics_count_each_message_exactly_once(db: TestDb) {
     let txn = db.db.begin().await.unwrap();
     producer
         .outbox()
-        .enqueue_batch(&txn, QUEUE, messages)
+        .enqueue_batch(&txn, queue_name, messages)
         .await
         .unwrap();
     txn.commit().await.unwrap();
@@ -87,9 +114,14 @@ pub async fn metrics_count_each_message_exactly_once(db: TestDb) {
     // Phase 2: delivery, one retry, two dead letters.
     let handler = Picky::default();
     handler.reject.store(true, Ordering::SeqCst);
+    let queue = if transactional {
+        Queue::transactional(queue_name, 2, EachMessage(handler.clone()))
+    } else {
+        Queue::leased(queue_name, 2, EachMessage(handler.clone()))
+    };
     let handle = db
         .builder()
-        .queue(Queue::leased(QUEUE, 2, EachMessage(handler.clone())).batch_size(4))
+        .queue(queue.batch_size(4))
         .gauge_interval(Some(Duration::from_millis(100)))
         .start()
         .await
@@ -128,7 +160,7 @@ pub async fn metrics_count_each_message_exactly_once(db: TestDb) {
             gauge(metric::BACKLOG) == Some(0.0)
                 && probe.gauge(
                     metric::DEAD_LETTERS,
-                    &[("queue", QUEUE), ("status", "pending")],
+                    &[("queue", queue_name), ("status", "pending")],
                 ) == Some(2.0)
                 && gauge(metric::OWNED_PARTITIONS) == Some(2.0)
                 && gauge(metric::LIVE_INSTANCES).is_some_and(|n| n >= 1.0)
@@ -142,7 +174,7 @@ pub async fn metrics_count_each_message_exactly_once(db: TestDb) {
     let requeued = handle
         .outbox()
         .dead_letters()
-        .requeue(&DeadLetterScope::all().queue(QUEUE), 100)
+        .requeue(&DeadLetterScope::all().queue(queue_name), 100)
         .await
         .unwrap();
     assert_eq!(requeued.len(), 2);
@@ -155,11 +187,11 @@ pub async fn metrics_count_each_message_exactly_once(db: TestDb) {
     eventually("the gauges show the letters resolved", || async {
         probe.gauge(
             metric::DEAD_LETTERS,
-            &[("queue", QUEUE), ("status", "resolved")],
+            &[("queue", queue_name), ("status", "resolved")],
         ) == Some(2.0)
             && probe.gauge(
                 metric::DEAD_LETTERS,
-                &[("queue", QUEUE), ("status", "pending")],
+                &[("queue", queue_name), ("status", "pending")],
             ) == Some(0.0)
     })
     .await;

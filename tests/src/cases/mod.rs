@@ -70,7 +70,9 @@ pub use message_id_reuse::{
     requeue_after_message_id_reuse_delivers_both_and_stalls_nothing,
     requeue_refuses_an_id_waiting_in_another_partition,
 };
-pub use metric::metrics_count_each_message_exactly_once;
+pub use metric::{
+    metrics_count_each_message_exactly_once, metrics_count_each_transactional_message_exactly_once,
+};
 pub use model::model_random_operations_match_the_model;
 pub use ordering::{
     late_committed_message_is_not_skipped, no_loss_across_ten_thousand_messages,

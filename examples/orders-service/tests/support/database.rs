@@ -1,5 +1,5 @@
 //! A database of the test's own: a SQLite temp file, or a fresh PostgreSQL
-//! database `orders_<random>` dropped afterwards.
+//! or MySQL database `orders_<random>` dropped afterwards.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -16,8 +16,10 @@ pub enum TestDatabase {
         /// The file.
         path: PathBuf,
     },
-    /// A PostgreSQL database created for this test.
-    Postgres {
+    /// A PostgreSQL or MySQL database created for this test.
+    Server {
+        /// Which server.
+        backend: Backend,
         /// The server's URL with the test's database.
         url: String,
         /// The database name.
@@ -25,10 +27,6 @@ pub enum TestDatabase {
         /// A connection to the server's default database, to drop it.
         admin: DatabaseConnection,
     },
-}
-
-fn postgres_base_url() -> String {
-    Server::Postgres.url()
 }
 
 /// `url` with its database (path) replaced by `name`, query kept.
@@ -73,16 +71,20 @@ impl TestDatabase {
     /// is unreachable (a panic under `OUTBOX_REQUIRE_ALL_BACKENDS=1`).
     pub async fn create(backend: Backend, test: &str) -> Option<TestDatabase> {
         match backend {
-            Backend::MySql => panic!("the end-to-end tests run on SQLite and PostgreSQL"),
             Backend::Sqlite => {
                 sweep_sqlite_leftovers();
                 let path =
                     std::env::temp_dir().join(format!("orders-service-{}.db", super::suffix()));
                 Some(TestDatabase::Sqlite { path })
             }
-            Backend::Postgres => {
-                let base = postgres_base_url();
-                if !available(Server::Postgres, &base) {
+            Backend::Postgres | Backend::MySql => {
+                let server = if backend == Backend::Postgres {
+                    Server::Postgres
+                } else {
+                    Server::MySql
+                };
+                let base = server.url();
+                if !available(server, &base) {
                     return None;
                 }
                 let mut options = ConnectOptions::new(base.clone());
@@ -102,7 +104,8 @@ impl TestDatabase {
                     .execute_unprepared(&format!("CREATE DATABASE {name}"))
                     .await
                     .expect("CREATE DATABASE");
-                Some(TestDatabase::Postgres {
+                Some(TestDatabase::Server {
+                    backend,
                     url: with_database(&base, &name),
                     name,
                     admin,
@@ -115,7 +118,7 @@ impl TestDatabase {
     pub fn backend(&self) -> Backend {
         match self {
             TestDatabase::Sqlite { .. } => Backend::Sqlite,
-            TestDatabase::Postgres { .. } => Backend::Postgres,
+            TestDatabase::Server { backend, .. } => *backend,
         }
     }
 
@@ -132,7 +135,7 @@ impl TestDatabase {
     pub fn url(&self) -> String {
         match self {
             TestDatabase::Sqlite { path } => format!("sqlite://{}?mode=rwc", path.display()),
-            TestDatabase::Postgres { url, .. } => url.clone(),
+            TestDatabase::Server { url, .. } => url.clone(),
         }
     }
 
@@ -160,9 +163,21 @@ impl TestDatabase {
                     let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
                 }
             }
-            TestDatabase::Postgres { name, admin, .. } => {
+            TestDatabase::Server {
+                backend,
+                name,
+                admin,
+                ..
+            } => {
+                // PostgreSQL refuses to drop a database with sessions left
+                // (a killed service's); MySQL has no such check.
+                let force = if backend == Backend::Postgres {
+                    " WITH (FORCE)"
+                } else {
+                    ""
+                };
                 if let Err(err) = admin
-                    .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name}{force}"))
                     .await
                 {
                     eprintln!("could not drop database {name}: {err}");
