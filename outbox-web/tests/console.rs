@@ -14,7 +14,7 @@ use http_body_util::BodyExt;
 use outbox_core::sea_orm::{Database, DatabaseConnection, TransactionTrait};
 use outbox_core::{
     DeadLetterScope, Delivery, EachMessage, LeasedMessageHandler, Message, OutboxHandle,
-    OutboxSchema, Outcome, Queue,
+    OutboxSchema, Outcome, PartitionKey, Queue,
 };
 use outbox_sqlite::SqliteDialect;
 use outbox_web::Console;
@@ -62,7 +62,7 @@ async fn outbox_with_a_dead_letter(db: &DatabaseConnection, gate: &Gate) -> (Out
         .enqueue(
             &txn,
             "web",
-            1u32,
+            PartitionKey::index(1),
             Message::new("text/html", SCRIPT).header("x-trace", "\"><img src=x>"),
         )
         .await

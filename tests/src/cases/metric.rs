@@ -6,7 +6,8 @@ use std::time::Duration;
 use outbox_core::metric;
 use outbox_core::sea_orm::TransactionTrait;
 use outbox_core::{
-    DeadLetterScope, Delivery, EachMessage, LeasedMessageHandler, Message, Outcome, Queue,
+    DeadLetterScope, Delivery, EachMessage, LeasedMessageHandler, Message, Outcome, PartitionKey,
+    Queue,
 };
 
 use super::eventually;
@@ -62,12 +63,17 @@ pub async fn metrics_count_each_message_exactly_once(db: TestDb) {
         .start()
         .await
         .unwrap();
-    let mut messages: Vec<(u32, Message)> = (0..OK)
-        .map(|i| ((i % 2) as u32, Message::new("t", format!("ok{i}"))))
+    let mut messages: Vec<(PartitionKey, Message)> = (0..OK)
+        .map(|i| {
+            (
+                PartitionKey::index((i % 2) as u32),
+                Message::new("t", format!("ok{i}")),
+            )
+        })
         .collect();
-    messages.push((0, Message::new("t", "bad0")));
-    messages.push((1, Message::new("t", "bad1")));
-    messages.push((1, Message::new("t", "flaky")));
+    messages.push((PartitionKey::index(0), Message::new("t", "bad0")));
+    messages.push((PartitionKey::index(1), Message::new("t", "bad1")));
+    messages.push((PartitionKey::index(1), Message::new("t", "flaky")));
     let total = messages.len() as u64;
     let txn = db.db.begin().await.unwrap();
     producer
