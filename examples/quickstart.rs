@@ -314,15 +314,12 @@ async fn run(path: &Path) -> Result<(), BoxError> {
 /// Inserts the order row and enqueues its message in one transaction; the
 /// sequencer is woken after the commit. Returns the message id.
 async fn place_order(outbox: &Outbox, order: OrderPlaced) -> Result<Uuid, BoxError> {
-    let producer = outbox.clone();
     outbox
-        .transaction(move |txn| {
+        .transaction(move |tx| {
             Box::pin(async move {
-                insert_order(txn, &order).await?;
+                insert_order(tx, &order).await?;
                 let message = Message::json("OrderPlaced", &order)?;
-                let id = producer
-                    .enqueue(txn, QUEUE, order.customer.as_str(), message)
-                    .await?;
+                let id = tx.enqueue(QUEUE, &order.customer, message).await?;
                 Ok::<_, BoxError>(id)
             })
         })
@@ -337,17 +334,14 @@ async fn place_declined_order(
     order: OrderPlaced,
     message_id: Uuid,
 ) -> Result<(), BoxError> {
-    let producer = outbox.clone();
     let order_id = order.order_id;
     let customer = order.customer.clone();
     let result = outbox
-        .transaction(move |txn| {
+        .transaction(move |tx| {
             Box::pin(async move {
-                insert_order(txn, &order).await?;
+                insert_order(tx, &order).await?;
                 let message = Message::json("OrderPlaced", &order)?.message_id(message_id);
-                producer
-                    .enqueue(txn, QUEUE, order.customer.as_str(), message)
-                    .await?;
+                tx.enqueue(QUEUE, &order.customer, message).await?;
                 Err::<(), BoxError>(Box::new(PaymentDeclined))
             })
         })

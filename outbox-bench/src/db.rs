@@ -2,8 +2,8 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use outbox_core::sea_orm::{
@@ -162,7 +162,10 @@ impl BenchDb {
         counts.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
         let per = |n: u64| n as f64 / messages.max(1) as f64;
         let total: u64 = counts.iter().map(|(_, n)| **n).sum();
-        eprintln!("outbox-bench: statements per message by text ({:.3} in all):", per(total));
+        eprintln!(
+            "outbox-bench: statements per message by text ({:.3} in all):",
+            per(total)
+        );
         for (text, n) in counts {
             eprintln!("  {:>8.3}  {n:>8}  {text}", per(*n));
         }

@@ -62,6 +62,9 @@ impl From<OutboxError> for Failure {
             OutboxError::SchemaMissing { prefix, .. } => Self::NoSchema(format!(
                 "the outbox tables with prefix {prefix:?} are missing or out of date: run `outbox migrate` with the same --database-url and --table-prefix"
             )),
+            OutboxError::UnknownQueue { queue } => Self::Failed(format!(
+                "no queue {queue:?} in the outbox tables: check the name and --table-prefix"
+            )),
             OutboxError::InvalidScope(_)
             | OutboxError::InvalidTablePrefix { .. }
             | OutboxError::DialectMismatch { .. } => Self::Usage(line),

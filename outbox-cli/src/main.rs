@@ -153,7 +153,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
 
 async fn admin(url: &str, dialect: Arc<dyn Dialect>, prefix: &str) -> Result<OutboxAdmin, Failure> {
     let db = connect::connect(url).await?;
-    Ok(OutboxAdmin::new(db, dialect, prefix)?)
+    Ok(OutboxAdmin::for_dialect(db, dialect, prefix)?)
 }
 
 async fn migrate(url: &str, dialect: Arc<dyn Dialect>, prefix: &str) -> Result<Output, Failure> {

@@ -12,7 +12,7 @@ use std::time::Duration;
 use outbox_core::sea_orm::{ConnectionTrait, Database, DatabaseConnection, TransactionTrait};
 use outbox_core::{
     DeadLetterScope, Delivery, Dialect, EachMessage, LeasedMessageHandler, Message, OutboxAdmin,
-    OutboxBuilder, Outcome, Queue,
+    OutboxBuilder, Outcome, PartitionKey, Queue,
 };
 use outbox_test_support::{Server, available, skip};
 use serde_json::Value;
@@ -239,14 +239,14 @@ async fn operator_recovers_dead_letters(backend: Backend, case: &str) {
             Message::new(payload_type, payload.as_bytes().to_vec()).header("trace", "abc");
         let id = handle
             .outbox()
-            .enqueue(&txn, "orders", partition, message)
+            .enqueue(&txn, "orders", PartitionKey::index(partition), message)
             .await
             .unwrap();
         ids.insert(payload, id);
     }
     txn.commit().await.unwrap();
     handle.outbox().notify();
-    let admin = OutboxAdmin::new(db.clone(), env.dialect.clone(), &env.prefix).unwrap();
+    let admin = OutboxAdmin::for_dialect(db.clone(), env.dialect.clone(), &env.prefix).unwrap();
     let deadline = tokio::time::Instant::now() + PATIENCE;
     while admin
         .dead_letters()
@@ -271,6 +271,8 @@ async fn operator_recovers_dead_letters(backend: Backend, case: &str) {
     assert_eq!(orders["unprocessed"], 0);
     let text = env.ok(&["stats", "--all"]).stdout;
     assert!(text.contains("QUEUE") && text.contains("orders"), "{text}");
+    env.run(&["stats", "--queue", "ordres"])
+        .fails(1, "no queue \"ordres\" in the outbox tables");
 
     // Count, list, show.
     assert_eq!(env.ok(&["dead-letters", "count"]).stdout.trim(), "2");
@@ -570,14 +572,14 @@ async fn hostile_text_is_escaped_in_human_output(backend: Backend, case: &str) {
         .enqueue(
             &txn,
             "orders",
-            0u32,
+            PartitionKey::index(0),
             Message::new("OrderPlaced", payload.as_bytes().to_vec()).header("trace", header),
         )
         .await
         .unwrap();
     txn.commit().await.unwrap();
     handle.outbox().notify();
-    let admin = OutboxAdmin::new(db.clone(), env.dialect.clone(), &env.prefix).unwrap();
+    let admin = OutboxAdmin::for_dialect(db.clone(), env.dialect.clone(), &env.prefix).unwrap();
     let deadline = tokio::time::Instant::now() + PATIENCE;
     while admin
         .dead_letters()

@@ -17,13 +17,15 @@ use crate::table::Tables;
 ///
 /// Needs no started outbox and no registered queue: build one with
 /// [`OutboxAdmin::new`] on any connection (as the `outbox` CLI does), or get
-/// one from a running instance with [`Outbox::admin`], whose requeues then
-/// also wake that instance's sequencer.
+/// one from a running instance with [`OutboxHandle::admin`] (or
+/// [`Outbox::admin`]), whose requeues then also wake that instance's
+/// sequencer.
 ///
 /// ```no_run
-/// # use std::sync::Arc;
 /// # use outbox_core::{Dialect, OutboxAdmin, DeadLetterScope};
-/// # async fn example(db: sea_orm::DatabaseConnection, dialect: Arc<dyn Dialect>) -> Result<(), outbox_core::OutboxError> {
+/// # async fn example(db: sea_orm::DatabaseConnection, dialect: impl Dialect) -> Result<(), outbox_core::OutboxError> {
+/// // `dialect` is outbox_sqlite::SqliteDialect, outbox_postgres::PostgresDialect
+/// // or outbox_mysql::MySqlDialect (an `Arc<dyn Dialect>`: `OutboxAdmin::for_dialect`).
 /// let admin = OutboxAdmin::new(db, dialect, "outbox_")?;
 /// let stats = admin.stats().await?;
 /// let waiting = admin
@@ -60,6 +62,19 @@ impl OutboxAdmin {
     /// `[a-z][a-z0-9_]{0,39}`; [`OutboxError::DialectMismatch`] when the
     /// connection is to another backend than the dialect's.
     pub fn new(
+        db: DatabaseConnection,
+        dialect: impl Dialect,
+        prefix: &str,
+    ) -> Result<Self, OutboxError> {
+        Self::for_dialect(db, Arc::new(dialect), prefix)
+    }
+
+    /// [`OutboxAdmin::new`] with a dialect chosen at run time (as the CLI
+    /// does from the URL's scheme).
+    ///
+    /// # Errors
+    /// As [`OutboxAdmin::new`].
+    pub fn for_dialect(
         db: DatabaseConnection,
         dialect: Arc<dyn Dialect>,
         prefix: &str,
@@ -99,15 +114,24 @@ impl OutboxAdmin {
         crate::stats::collect(self, None).await
     }
 
-    /// [`OutboxAdmin::stats`] restricted to one queue.
+    /// [`OutboxAdmin::stats`] restricted to one queue: `queues` holds that
+    /// queue alone.
     ///
     /// # Errors
-    /// As [`OutboxAdmin::stats`].
+    /// [`OutboxError::UnknownQueue`] when the tables hold neither a partition
+    /// row nor a dead letter of `queue` (a typo, or a queue no instance has
+    /// registered yet); otherwise as [`OutboxAdmin::stats`].
     ///
     /// # Cancel safety
     /// Cancel safe: it only reads.
     pub async fn queue_stats(&self, queue: &str) -> Result<OutboxStats, OutboxError> {
-        crate::stats::collect(self, Some(queue)).await
+        let stats = crate::stats::collect(self, Some(queue)).await?;
+        if stats.queue(queue).is_none() {
+            return Err(OutboxError::UnknownQueue {
+                queue: queue.to_owned(),
+            });
+        }
+        Ok(stats)
     }
 
     /// The table prefix.
@@ -157,6 +181,13 @@ impl Outbox {
 }
 
 impl OutboxHandle {
+    /// Dead-letter administration and stats on this instance's connection
+    /// and tables (as [`Outbox::admin`]); requeues wake this instance's
+    /// sequencer. Cheap: it shares the connection pool.
+    pub fn admin(&self) -> OutboxAdmin {
+        self.outbox().admin()
+    }
+
     /// Stats of every queue in this outbox's tables (see [`OutboxAdmin::stats`]).
     ///
     /// # Errors

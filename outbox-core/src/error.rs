@@ -35,8 +35,12 @@ impl DbErrorKind {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum OutboxError {
-    /// `enqueue` named a queue that was not registered with the builder.
-    #[error("unknown queue {queue:?}: register it with OutboxBuilder::queue before enqueueing")]
+    /// `enqueue` named a queue that was not registered with the builder, or
+    /// [`OutboxAdmin::queue_stats`](crate::OutboxAdmin::queue_stats) one that
+    /// has neither partition rows nor dead letters in the tables.
+    #[error(
+        "unknown queue {queue:?}: register it with OutboxBuilder::queue (the tables know a queue once an instance registering it has started)"
+    )]
     UnknownQueue {
         /// The queue name given.
         queue: String,

@@ -5,14 +5,19 @@
 //! and the workers never wait for it. Durable catch-up is by cursor on the
 //! tables (`processed_seq` of each partition row), never by this stream.
 
+use std::pin::Pin;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 
+use serde::Serialize;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-/// What happened to a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// What happened to a message. Serializes as `"sequenced"`, `"delivered"`,
+/// `"retried"` or `"dead_lettered"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum EventKind {
     /// Given its sequence number in its partition.
@@ -26,7 +31,7 @@ pub enum EventKind {
 }
 
 /// One lifecycle event.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Event {
     /// What happened.
     pub kind: EventKind,
@@ -85,11 +90,31 @@ impl EventFilter {
 
 /// A subscriber's stream of events. It ends (returns `None`) when the
 /// outbox stops or when this subscriber fell behind and was dropped.
+///
+/// Read it with [`EventStream::recv`], or as a [`futures_core::Stream`]
+/// with the combinators of `futures::StreamExt` or `tokio_stream::StreamExt`:
+///
+/// ```no_run
+/// # async fn example(handle: outbox_core::OutboxHandle) {
+/// use futures_util::StreamExt;
+/// use outbox_core::{EventFilter, EventKind};
+///
+/// let mut dead = handle
+///     .subscribe(EventFilter::all().kinds([EventKind::DeadLettered]), 64)
+///     .map(|event| format!("{}/{} seq {}", event.queue, event.partition, event.seq));
+/// while let Some(line) = dead.next().await {
+///     eprintln!("dead-lettered: {line}");
+/// }
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct EventStream(mpsc::Receiver<Event>);
 
 impl EventStream {
     /// The next event; `None` once the stream has ended.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: an event is only taken when the future completes.
     pub async fn recv(&mut self) -> Option<Event> {
         self.0.recv().await
     }
@@ -97,6 +122,18 @@ impl EventStream {
     /// The next event if one is buffered, without waiting.
     pub fn try_recv(&mut self) -> Option<Event> {
         self.0.try_recv().ok()
+    }
+}
+
+impl futures_core::Stream for EventStream {
+    type Item = Event;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
+        self.0.poll_recv(cx)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.0.len(), None)
     }
 }
 
@@ -191,6 +228,41 @@ mod tests {
         assert_eq!(only_one.try_recv().map(|e| e.partition), Some(1));
         assert!(only_one.try_recv().is_none());
         assert!(other_queue.try_recv().is_none());
+    }
+
+    #[tokio::test]
+    async fn the_stream_yields_buffered_events_then_ends_on_close() {
+        use futures_core::Stream;
+        let hub = EventHub::default();
+        let mut stream = hub.subscribe(EventFilter::all(), 8);
+        hub.publish([event(0), event(1)]);
+        assert_eq!(stream.size_hint(), (2, None));
+        async fn next(stream: &mut EventStream) -> Option<Event> {
+            std::future::poll_fn(|cx| Pin::new(&mut *stream).poll_next(cx)).await
+        }
+        assert_eq!(next(&mut stream).await.map(|e| e.partition), Some(0));
+        assert_eq!(next(&mut stream).await.map(|e| e.partition), Some(1));
+        hub.close();
+        assert_eq!(next(&mut stream).await, None);
+    }
+
+    #[test]
+    fn events_serialize_with_snake_case_kinds() {
+        let json = serde_json::to_value(event(2)).unwrap_or_default();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "kind": "delivered",
+                "queue": "q",
+                "partition": 2,
+                "seq": 1,
+                "message_id": "00000000-0000-0000-0000-000000000000",
+            })
+        );
+        assert_eq!(
+            serde_json::to_value(EventKind::DeadLettered).unwrap_or_default(),
+            "dead_lettered"
+        );
     }
 
     #[test]

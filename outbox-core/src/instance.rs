@@ -8,7 +8,7 @@ use crate::column::Column;
 use crate::error::OutboxError;
 
 /// One instance's heartbeat row.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct InstanceInfo {
     /// The instance name ([`OutboxBuilder::instance_name`](crate::OutboxBuilder::instance_name)).

@@ -26,13 +26,12 @@
 //!     .queue(Queue::leased("orders", 4, Print))
 //!     .start()
 //!     .await?;
-//! let outbox = handle.outbox();
-//! outbox
-//!     .transaction(|txn| {
-//!         let outbox = outbox.clone();
+//! handle
+//!     .outbox()
+//!     .transaction(|tx| {
 //!         Box::pin(async move {
-//!             // ... write your business rows with `txn` ...
-//!             outbox.enqueue(txn, "orders", "customer-7", Message::new("OrderPlaced", b"{}".to_vec())).await
+//!             // ... write your business rows with `tx` ...
+//!             tx.enqueue("orders", "customer-7", Message::new("OrderPlaced", b"{}".to_vec())).await
 //!         })
 //!     })
 //!     .await?;
@@ -93,6 +92,7 @@ mod statement_limits;
 mod stats;
 mod table;
 mod trace_context;
+mod transaction;
 mod wakeup;
 mod worker;
 
@@ -125,6 +125,7 @@ pub use table::DEFAULT_TABLE_PREFIX;
 #[cfg(feature = "opentelemetry")]
 pub use trace_context::W3cTraceContext;
 pub use trace_context::{TRACEPARENT_HEADER, TRACESTATE_HEADER, TracePropagator};
+pub use transaction::OutboxTransaction;
 pub use wakeup::{WakeupListener, channel as wakeup_channel};
 #[cfg(feature = "testing")]
 pub use worker::lease::Lease;

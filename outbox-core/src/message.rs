@@ -129,8 +129,17 @@ impl Message {
 }
 
 /// One message as a handler receives it.
+///
+/// It names its queue and partition, so one
+/// [`LeasedMessageHandler`](crate::LeasedMessageHandler) or
+/// [`TransactionalMessageHandler`](crate::TransactionalMessageHandler) can
+/// serve several queues.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
+    /// The queue the message was enqueued to.
+    pub queue: String,
+    /// Its partition number within the queue.
+    pub partition: u32,
     /// The message's position in its partition: dense, starting at 1.
     pub seq: i64,
     /// The message id, stable across redeliveries: deduplicate on it.

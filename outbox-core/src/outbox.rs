@@ -22,6 +22,7 @@ use crate::partition::PartitionKey;
 use crate::queue::Queue;
 use crate::statement_limits::statement_chunks;
 use crate::table::Tables;
+use crate::transaction::OutboxTransaction;
 
 /// Rows per multi-row INSERT; keeps every backend under its bind-parameter limit.
 pub(crate) const ROWS_PER_STATEMENT: usize = 1000;
@@ -317,6 +318,30 @@ impl Outbox {
     /// Runs `callback` in a transaction on the outbox's connection, commits,
     /// and only then wakes the sequencer. Returns what the callback returned.
     ///
+    /// The callback gets an [`OutboxTransaction`]: enqueue with
+    /// [`tx.enqueue`](OutboxTransaction::enqueue) and write your rows with it
+    /// as with any sea-orm connection. Return an error (for example with `?`:
+    /// [`OutboxError`] converts into `Box<dyn Error + Send + Sync>`, `anyhow`
+    /// and the like) to roll everything back.
+    ///
+    /// ```no_run
+    /// # use outbox_core::{Message, Outbox};
+    /// # use outbox_core::sea_orm::ConnectionTrait;
+    /// # type BoxError = Box<dyn std::error::Error + Send + Sync>;
+    /// # async fn example(outbox: &Outbox) -> Result<(), BoxError> {
+    /// let message_id = outbox
+    ///     .transaction(|tx| {
+    ///         Box::pin(async move {
+    ///             tx.execute_unprepared("INSERT INTO orders (customer) VALUES ('alice')")
+    ///                 .await?;
+    ///             let message = Message::json("OrderPlaced", &serde_json::json!({ "customer": "alice" }))?;
+    ///             Ok::<_, BoxError>(tx.enqueue("orders", "alice", message).await?)
+    ///         })
+    ///     })
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    ///
     /// On SQLite the transaction begins with `BEGIN IMMEDIATE`: it waits (up
     /// to the pool's busy timeout, 5 s by default in sqlx) for the single
     /// write lock before the callback runs, so a callback that reads and then
@@ -328,10 +353,16 @@ impl Outbox {
     /// # Errors
     /// The callback's error (the transaction is rolled back), or a
     /// connection/commit error.
+    ///
+    /// # Cancel safety
+    /// Dropped before the commit, the transaction is dropped and sea-orm
+    /// rolls it back: nothing is written. Dropped during the commit, the
+    /// commit may or may not land, and the workers are not woken (they find
+    /// the messages at their next poll).
     pub async fn transaction<F, T, E>(&self, callback: F) -> Result<T, TransactionError<E>>
     where
         F: for<'c> FnOnce(
-                &'c DatabaseTransaction,
+                &'c OutboxTransaction,
             ) -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>>
             + Send,
         T: Send,
@@ -352,15 +383,25 @@ impl Outbox {
             .begin_with_options(options)
             .await
             .map_err(TransactionError::Connection)?;
-        let result = callback(&txn).await;
+        let tx = OutboxTransaction {
+            txn,
+            outbox: self.clone(),
+        };
+        let result = callback(&tx).await;
         match result {
             Ok(value) => {
-                txn.commit().await.map_err(TransactionError::Connection)?;
+                tx.txn
+                    .commit()
+                    .await
+                    .map_err(TransactionError::Connection)?;
                 self.notify();
                 Ok(value)
             }
             Err(err) => {
-                txn.rollback().await.map_err(TransactionError::Connection)?;
+                tx.txn
+                    .rollback()
+                    .await
+                    .map_err(TransactionError::Connection)?;
                 Err(TransactionError::Transaction(err))
             }
         }

@@ -5,6 +5,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use sea_orm::sea_query::{Alias, CaseStatement, Expr, ExprTrait, Func, Order, Query};
 use sea_orm::{ConnectionTrait, DbErr, QueryResult};
+use serde::Serialize;
+use serde::ser::SerializeStruct;
 
 use crate::admin::OutboxAdmin;
 use crate::column::Column;
@@ -12,6 +14,9 @@ use crate::dead_letter::DeadLetterStatus;
 use crate::error::OutboxError;
 
 /// Dead letters by status. A claim past its deadline counts as pending.
+///
+/// Serializes as `{"pending", "reprocessing", "resolved", "discarded",
+/// "total"}`, `total` being [`DeadLetterCounts::total`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct DeadLetterCounts {
@@ -54,8 +59,20 @@ impl DeadLetterCounts {
     }
 }
 
+impl Serialize for DeadLetterCounts {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut counts = serializer.serialize_struct("DeadLetterCounts", 5)?;
+        counts.serialize_field("pending", &self.pending)?;
+        counts.serialize_field("reprocessing", &self.reprocessing)?;
+        counts.serialize_field("resolved", &self.resolved)?;
+        counts.serialize_field("discarded", &self.discarded)?;
+        counts.serialize_field("total", &self.total())?;
+        counts.end()
+    }
+}
+
 /// The state of one partition.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct PartitionStats {
     /// The partition number.
@@ -96,7 +113,7 @@ pub struct PartitionStats {
 }
 
 /// The state of one queue: totals, and each partition.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct QueueStats {
     /// The queue name.
@@ -116,7 +133,7 @@ pub struct QueueStats {
 }
 
 /// Stats of every queue, read at one moment of the database clock.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct OutboxStats {
     /// The database clock when the stats were read (epoch ms).
@@ -397,4 +414,25 @@ fn lookup<'a>(
 ) -> Option<&'a mut PartitionStats> {
     let (name, partition) = by_id.get(&id)?;
     queues.get_mut(name)?.get_mut(partition)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dead_letter_counts_serialize_with_their_total() {
+        let counts = DeadLetterCounts {
+            pending: 1,
+            reprocessing: 2,
+            resolved: 3,
+            discarded: 4,
+        };
+        assert_eq!(
+            serde_json::to_value(counts).unwrap(),
+            serde_json::json!({
+                "pending": 1, "reprocessing": 2, "resolved": 3, "discarded": 4, "total": 10,
+            })
+        );
+    }
 }

@@ -6,6 +6,8 @@ use outbox_core::{Batch, Delivery};
 /// with `headers`, alone in its batch.
 pub(crate) fn delivery(headers: &[(&str, &str)]) -> (Batch, Delivery) {
     let delivery = Delivery {
+        queue: "orders".into(),
+        partition: 3,
         seq: 42,
         message_id: uuid::Uuid::from_u128(7),
         payload: b"{}".to_vec(),

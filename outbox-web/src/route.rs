@@ -68,6 +68,14 @@ pub(crate) async fn partitions(
     };
     match stats {
         Ok(stats) => Html(page::partitions(&base, &stats, queue.as_deref())).into_response(),
+        Err(OutboxError::UnknownQueue { queue }) => (
+            StatusCode::NOT_FOUND,
+            Html(page::error(
+                &base,
+                &format!("no queue {queue:?} in the outbox tables"),
+            )),
+        )
+            .into_response(),
         Err(err) => failed(&base, &err),
     }
 }

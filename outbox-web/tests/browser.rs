@@ -23,7 +23,7 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use outbox_core::sea_orm::{Database, DatabaseConnection, TransactionTrait};
 use outbox_core::{
     DeadLetterScope, Delivery, EachMessage, LeasedMessageHandler, Message, OutboxHandle,
-    OutboxSchema, Outcome, Queue,
+    OutboxSchema, Outcome, PartitionKey, Queue,
 };
 use outbox_sqlite::SqliteDialect;
 use outbox_web::Console;
@@ -86,14 +86,24 @@ async fn outbox(db: &DatabaseConnection, gate: &Gate) -> (OutboxHandle, i64) {
     let txn = db.begin().await.unwrap();
     let outbox = handle.outbox();
     outbox
-        .enqueue(&txn, "web", 1u32, Message::new("text/html", SCRIPT))
+        .enqueue(
+            &txn,
+            "web",
+            PartitionKey::index(1),
+            Message::new("text/html", SCRIPT),
+        )
         .await
         .unwrap();
     outbox
         .enqueue_batch(
             &txn,
             "held",
-            (0..HELD).map(|i| (0u32, Message::new("t", format!("held {i}")))),
+            (0..HELD).map(|i| {
+                (
+                    PartitionKey::index(0),
+                    Message::new("t", format!("held {i}")),
+                )
+            }),
         )
         .await
         .unwrap();

@@ -16,7 +16,7 @@ use http_body_util::BodyExt;
 use outbox_core::sea_orm::TransactionTrait;
 use outbox_core::{
     DeadLetterScope, Delivery, EachMessage, LeasedMessageHandler, Message, OutboxHandle, Outcome,
-    Queue,
+    PartitionKey, Queue,
 };
 use outbox_tests::{Backend, TestDb};
 use outbox_web::Console;
@@ -53,7 +53,7 @@ async fn outbox_with_a_dead_letter(db: &TestDb, gate: &Gate) -> (OutboxHandle, i
         .enqueue(
             &txn,
             "web",
-            1u32,
+            PartitionKey::index(1),
             Message::new("text/html", SCRIPT).header("x-trace", "\"><img src=x>"),
         )
         .await

@@ -69,6 +69,7 @@ macro_rules! all_cases {
             three_processes_share_partitions_and_survive_a_kill,
             producer_and_consumer_processes,
             event_subscribers_get_filtered_events_and_a_full_one_is_dropped,
+            message_handler_is_told_each_deliverys_queue_and_partition,
             failed_statement_in_handler_does_not_stall_partition,
             dead_letters_are_listed_counted_and_shown_by_scope,
             concurrent_replays_claim_disjoint_letters,

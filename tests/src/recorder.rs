@@ -25,10 +25,17 @@ pub struct Received {
 pub struct Recorder(Arc<Mutex<Vec<Received>>>);
 
 impl Recorder {
-    /// Records a batch.
+    /// Records a batch; panics if a delivery names another queue or
+    /// partition than its batch.
     pub fn record(&self, batch: &Batch) {
         let mut log = self.0.lock().unwrap();
         for m in &batch.messages {
+            assert_eq!(
+                (m.queue.as_str(), m.partition),
+                (batch.queue.as_str(), batch.partition),
+                "a delivery of seq {} names another queue or partition than its batch",
+                m.seq
+            );
             log.push(Received {
                 queue: batch.queue.clone(),
                 partition: batch.partition,

@@ -75,10 +75,8 @@ fn finished(name: &str) -> Vec<SpanData> {
 
 /// Enqueues `message` in a transaction of its own, in the current span.
 async fn enqueue_one(outbox: &Outbox, message: Message) -> uuid::Uuid {
-    let outbox = outbox.clone();
     outbox
-        .clone()
-        .transaction(|txn| Box::pin(async move { outbox.enqueue(txn, "q", "k", message).await }))
+        .transaction(|tx| Box::pin(async move { tx.enqueue("q", "k", message).await }))
         .await
         .unwrap()
 }

@@ -36,7 +36,7 @@
 //! | MassTransit: bus outbox + delivery service | enqueue + the leased processor ([`Queue::leased`](outbox_core::Queue::leased)) |
 //! | MassTransit: consumer outbox / inbox | the transactional processor ([`Queue::transactional`](outbox_core::Queue::transactional)): handler writes and acknowledgement commit together |
 //! | Oban / River: discarded jobs, retry from the dashboard | dead letters, [`DeadLetters::requeue`](outbox_core::DeadLetters::requeue), `outbox dead-letters requeue` |
-//! | Kafka: key → partition, order per partition | [`PartitionKey`](outbox_core::PartitionKey): FNV-1a of the key modulo the partition count |
+//! | Kafka: key → partition, order per partition | [`PartitionKey`](outbox_core::PartitionKey): FNV-1a of the key (a string, `u64`, `i64` or UUID, through its text) modulo the partition count; `PartitionKey::index(n)` for an explicit partition |
 //!
 //! What is different: there is no job scheduling (no "run at", no cron), no
 //! priorities, and order is strict within a partition: a failing head

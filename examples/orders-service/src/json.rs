@@ -1,7 +1,7 @@
-//! JSON views of the outbox admin types, which do not implement `Serialize`.
+//! JSON views of the dead-letter admin types, as this service's API shapes
+//! them (no claim deadline; the outbox's own types serialize as they are:
+//! the stats endpoint returns `OutboxStats` directly).
 
 mod dead_letter;
-mod stats;
 
 pub use dead_letter::{DeadLetterJson, DeadLetterListJson, RequeuedJson};
-pub use stats::{DeadLetterCountsJson, PartitionStatsJson, QueueStatsJson, StatsJson};

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use sea_orm::{DbErr, QueryResult};
+use serde::Serialize;
 use uuid::Uuid;
 
 use super::scope::DeadLetterStatus;
@@ -36,7 +37,7 @@ pub(crate) const NOW_COLUMN: &str = "now_ms";
 ///
 /// The table keeps the last error and the number of attempts, not every
 /// error: `last_error` and `attempts` are the letter's error history.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct DeadLetterSummary {
     /// The dead letter's id (also the listing cursor).
@@ -69,8 +70,9 @@ pub struct DeadLetterSummary {
     pub completed_at_ms: Option<i64>,
 }
 
-/// One dead letter in full: a summary plus payload and headers.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One dead letter in full: a summary plus payload and headers. Serialized,
+/// the payload is an array of bytes (decode it for display yourself).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct DeadLetter {
     /// The dead letter's id.
@@ -127,7 +129,7 @@ impl DeadLetter {
 }
 
 /// One page of dead letters.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct DeadLetterList {
     /// The letters, in id order.
@@ -236,4 +238,46 @@ pub(crate) fn parse_letter(row: &QueryResult) -> Result<DeadLetter, OutboxError>
         deadline_ms: s.deadline_ms,
         completed_at_ms: s.completed_at_ms,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_summary_serializes_status_and_id_as_text() {
+        let summary = DeadLetterSummary {
+            id: 7,
+            queue: "orders".into(),
+            partition: 1,
+            seq: 2,
+            message_id: Uuid::from_u128(1),
+            payload_type: "OrderPlaced".into(),
+            status: DeadLetterStatus::Reprocessing,
+            attempts: 3,
+            last_error: "boom".into(),
+            created_at_ms: 10,
+            failed_at_ms: 20,
+            deadline_ms: Some(30),
+            completed_at_ms: None,
+        };
+        assert_eq!(
+            serde_json::to_value(&summary).unwrap(),
+            serde_json::json!({
+                "id": 7,
+                "queue": "orders",
+                "partition": 1,
+                "seq": 2,
+                "message_id": "00000000-0000-0000-0000-000000000001",
+                "payload_type": "OrderPlaced",
+                "status": "reprocessing",
+                "attempts": 3,
+                "last_error": "boom",
+                "created_at_ms": 10,
+                "failed_at_ms": 20,
+                "deadline_ms": 30,
+                "completed_at_ms": null,
+            })
+        );
+    }
 }

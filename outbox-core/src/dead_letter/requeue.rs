@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use sea_orm::sea_query::{Alias, Cond, Expr, ExprTrait, JoinType, Order, Query};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, QueryResult, TransactionTrait};
+use serde::Serialize;
 use uuid::Uuid;
 
 use super::record::message_id;
@@ -16,7 +17,7 @@ use crate::outbox::ROWS_PER_STATEMENT;
 use crate::statement_limits::statement_chunks;
 
 /// A dead letter put back into its queue.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct Requeued {
     /// The dead letter's id (now resolved).

@@ -18,7 +18,10 @@ pub const MAX_DEAD_LETTER_BATCH: u32 = 1000;
 /// A `reprocessing` claim whose deadline has passed counts as `pending`
 /// everywhere (listing, counting, filtering, claiming): a crashed admin's
 /// claims come back on their own.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+///
+/// Serializes as its [`as_str`](Self::as_str) text (`"pending"`, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum DeadLetterStatus {
     /// Waiting for an operator or a replay.

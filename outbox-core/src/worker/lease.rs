@@ -256,6 +256,7 @@ impl PartitionWorker {
             &shared,
             &shared.db,
             self.partition_id,
+            (&self.queue.name, self.partition),
             held.processed_seq,
             self.narrowing
                 .limit(held.processed_seq, self.queue.batch_limit()),

@@ -91,6 +91,7 @@ pub(crate) async fn read_batch<C: ConnectionTrait>(
     shared: &Shared,
     conn: &C,
     partition_id: i64,
+    (queue, partition): (&str, u32),
     processed_seq: i64,
     limit: u32,
 ) -> Result<Vec<Delivery>, OutboxError> {
@@ -121,7 +122,7 @@ pub(crate) async fn read_batch<C: ConnectionTrait>(
         .map_err(|e| shared.db_error(e))?;
     let mut deliveries = Vec::with_capacity(rows.len());
     for row in rows {
-        let delivery = parse_delivery(&row).map_err(|e| shared.db_error(e))?;
+        let delivery = parse_delivery(&row, queue, partition).map_err(|e| shared.db_error(e))?;
         // Dense by construction; a gap would mean a missing body, so stop there.
         if delivery.seq != processed_seq + 1 + deliveries.len() as i64 {
             tracing::error!(
@@ -136,10 +137,16 @@ pub(crate) async fn read_batch<C: ConnectionTrait>(
     Ok(deliveries)
 }
 
-fn parse_delivery(row: &QueryResult) -> Result<Delivery, sea_orm::DbErr> {
+fn parse_delivery(
+    row: &QueryResult,
+    queue: &str,
+    partition: u32,
+) -> Result<Delivery, sea_orm::DbErr> {
     let id: Vec<u8> = get(row, Column::MessageId.name())?;
     let headers: String = get(row, Column::Headers.name())?;
     Ok(Delivery {
+        queue: queue.to_owned(),
+        partition,
         seq: get(row, Column::Seq.name())?,
         message_id: Uuid::from_slice(&id).map_err(|e| sea_orm::DbErr::Type(e.to_string()))?,
         payload: get(row, Column::Payload.name())?,

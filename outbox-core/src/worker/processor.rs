@@ -201,6 +201,7 @@ impl PartitionWorker {
                 &shared,
                 &txn,
                 self.partition_id,
+                (&self.queue.name, self.partition),
                 state.processed_seq,
                 self.narrowing
                     .limit(state.processed_seq, self.queue.batch_limit()),

@@ -309,6 +309,8 @@ mod tests {
             attempt,
             messages: seqs
                 .map(|seq| Delivery {
+                    queue: "q".into(),
+                    partition: 0,
                     seq,
                     message_id: uuid::Uuid::nil(),
                     payload: Vec::new(),

@@ -117,11 +117,8 @@ impl Drop for TestDb {
 /// Enqueues `messages` to `queue` in one transaction and returns their ids.
 pub async fn enqueue(outbox: &Outbox, queue: &str, messages: Vec<(String, Message)>) -> Vec<Uuid> {
     let queue = queue.to_owned();
-    let inner = outbox.clone();
     outbox
-        .transaction(move |txn| {
-            Box::pin(async move { inner.enqueue_batch(txn, &queue, messages).await })
-        })
+        .transaction(move |tx| Box::pin(async move { tx.enqueue_batch(&queue, messages).await }))
         .await
         .expect("enqueue")
 }
@@ -138,6 +135,8 @@ pub async fn backlog(handle: &OutboxHandle, queue: &str) -> (u64, u64) {
 /// A delivery built by hand, for calling a relay directly.
 pub fn delivery(seq: i64, headers: &[(&str, &str)]) -> Delivery {
     Delivery {
+        queue: "orders".into(),
+        partition: 0,
         seq,
         message_id: Uuid::now_v7(),
         payload: format!("payload {seq}").into_bytes(),

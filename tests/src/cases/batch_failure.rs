@@ -6,7 +6,7 @@ use std::time::Duration;
 use outbox_core::sea_orm::{ConnectionTrait, DatabaseTransaction, Statement, TransactionTrait};
 use outbox_core::{
     Batch, BatchResult, Delivery, EachMessage, LeasedHandler, LeasedMessageHandler, Message,
-    Outcome, Queue, RetryPolicy, TransactionalHandler, TransactionalMessageHandler,
+    Outcome, PartitionKey, Queue, RetryPolicy, TransactionalHandler, TransactionalMessageHandler,
 };
 
 use super::eventually;
@@ -153,7 +153,12 @@ pub(crate) async fn enqueue_five(db: &TestDb, queues: &[&str]) -> Vec<Vec<uuid::
     let mut ids = Vec::new();
     let txn = db.db.begin().await.unwrap();
     for queue in queues {
-        let batch = (1..=5).map(|i| (0u32, Message::new("t", format!("m{i}").into_bytes())));
+        let batch = (1..=5).map(|i| {
+            (
+                PartitionKey::index(0),
+                Message::new("t", format!("m{i}").into_bytes()),
+            )
+        });
         ids.push(
             producer
                 .outbox()

@@ -7,7 +7,7 @@ use std::time::Duration;
 use outbox_core::sea_orm::{DatabaseConnection, TransactionTrait};
 use outbox_core::{
     DeadLetterPage, DeadLetterScope, DeadLetterStatus, DeadLetters, Delivery, EachMessage,
-    LeasedMessageHandler, Message, OutboxAdmin, OutboxError, Outcome, Queue,
+    LeasedMessageHandler, Message, OutboxAdmin, OutboxError, Outcome, PartitionKey, Queue,
 };
 
 use super::eventually;
@@ -29,7 +29,7 @@ impl LeasedMessageHandler for RejectAll {
 
 /// The admin API on this test's tables, on `pool` (no started outbox).
 pub(crate) fn admin_on(db: &TestDb, pool: DatabaseConnection) -> DeadLetters {
-    OutboxAdmin::new(pool, db.dialect.clone(), &db.prefix)
+    OutboxAdmin::for_dialect(pool, db.dialect.clone(), &db.prefix)
         .expect("admin")
         .dead_letters()
 }
@@ -61,7 +61,7 @@ pub(crate) async fn dead_letter_all(
             .header("trace", format!("t-{payload}"));
         let id = handle
             .outbox()
-            .enqueue(&txn, queue, partition, message)
+            .enqueue(&txn, queue, PartitionKey::index(partition), message)
             .await
             .unwrap();
         ids.insert(payload, id);
@@ -311,7 +311,7 @@ pub async fn expired_replay_claims_return_to_pending(db: TestDb) {
             .iter()
             .all(|l| l.status == DeadLetterStatus::Pending && l.deadline_ms.is_none())
     );
-    let stats = OutboxAdmin::new(db.db.clone(), db.dialect.clone(), &db.prefix)
+    let stats = OutboxAdmin::for_dialect(db.db.clone(), db.dialect.clone(), &db.prefix)
         .unwrap()
         .stats()
         .await

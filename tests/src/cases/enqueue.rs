@@ -1,5 +1,5 @@
 use outbox_core::sea_orm::TransactionTrait;
-use outbox_core::{Message, OutboxError, Queue};
+use outbox_core::{Message, OutboxError, PartitionKey, Queue};
 
 use super::PATIENCE;
 use crate::{Recorder, TestDb, wait_until};
@@ -17,7 +17,12 @@ pub async fn rollback_leaves_no_message(db: TestDb) {
 
     let txn = db.db.begin().await.unwrap();
     outbox
-        .enqueue(&txn, "q", 0u32, Message::new("t", b"rolled back".to_vec()))
+        .enqueue(
+            &txn,
+            "q",
+            PartitionKey::index(0),
+            Message::new("t", b"rolled back".to_vec()),
+        )
         .await
         .unwrap();
     txn.rollback().await.unwrap();
@@ -30,7 +35,12 @@ pub async fn rollback_leaves_no_message(db: TestDb) {
 
     let txn = db.db.begin().await.unwrap();
     outbox
-        .enqueue(&txn, "q", 0u32, Message::new("t", b"committed".to_vec()))
+        .enqueue(
+            &txn,
+            "q",
+            PartitionKey::index(0),
+            Message::new("t", b"committed".to_vec()),
+        )
         .await
         .unwrap();
     txn.commit().await.unwrap();
@@ -58,12 +68,18 @@ pub async fn bad_input_returns_typed_errors_and_changes_nothing(db: TestDb) {
     let ok = || Message::new("t", b"fine".to_vec());
 
     let txn = db.db.begin().await.unwrap();
-    let err = outbox.enqueue(&txn, "nope", 0u32, ok()).await.unwrap_err();
+    let err = outbox
+        .enqueue(&txn, "nope", PartitionKey::index(0), ok())
+        .await
+        .unwrap_err();
     assert!(
         matches!(err, OutboxError::UnknownQueue { ref queue } if queue == "nope"),
         "{err:?}"
     );
-    let err = outbox.enqueue(&txn, "q", 4u32, ok()).await.unwrap_err();
+    let err = outbox
+        .enqueue(&txn, "q", PartitionKey::index(4), ok())
+        .await
+        .unwrap_err();
     assert!(
         matches!(
             err,
@@ -76,7 +92,12 @@ pub async fn bad_input_returns_typed_errors_and_changes_nothing(db: TestDb) {
         "{err:?}"
     );
     let err = outbox
-        .enqueue(&txn, "q", 0u32, Message::new("t", vec![0u8; 1025]))
+        .enqueue(
+            &txn,
+            "q",
+            PartitionKey::index(0),
+            Message::new("t", vec![0u8; 1025]),
+        )
         .await
         .unwrap_err();
     assert!(
@@ -90,7 +111,12 @@ pub async fn bad_input_returns_typed_errors_and_changes_nothing(db: TestDb) {
         "{err:?}"
     );
     let err = outbox
-        .enqueue(&txn, "q", 0u32, Message::new("", b"x".to_vec()))
+        .enqueue(
+            &txn,
+            "q",
+            PartitionKey::index(0),
+            Message::new("", b"x".to_vec()),
+        )
         .await
         .unwrap_err();
     assert!(
@@ -99,7 +125,12 @@ pub async fn bad_input_returns_typed_errors_and_changes_nothing(db: TestDb) {
     );
     for bad_type in ["t".repeat(129), "a\0b".to_owned()] {
         let err = outbox
-            .enqueue(&txn, "q", 0u32, Message::new(bad_type, b"x".to_vec()))
+            .enqueue(
+                &txn,
+                "q",
+                PartitionKey::index(0),
+                Message::new(bad_type, b"x".to_vec()),
+            )
             .await
             .unwrap_err();
         assert!(
@@ -113,12 +144,22 @@ pub async fn bad_input_returns_typed_errors_and_changes_nothing(db: TestDb) {
         ok().header("a\nb", "v"),
         ok().header("h", "v".repeat(8 * 1024 + 1)),
     ] {
-        let err = outbox.enqueue(&txn, "q", 0u32, bad).await.unwrap_err();
+        let err = outbox
+            .enqueue(&txn, "q", PartitionKey::index(0), bad)
+            .await
+            .unwrap_err();
         assert!(matches!(err, OutboxError::InvalidHeader { .. }), "{err:?}");
     }
     // A batch with one bad message writes none of them.
     let err = outbox
-        .enqueue_batch(&txn, "q", [(0u32, ok()), (9u32, ok())])
+        .enqueue_batch(
+            &txn,
+            "q",
+            [
+                (PartitionKey::index(0), ok()),
+                (PartitionKey::index(9), ok()),
+            ],
+        )
         .await
         .unwrap_err();
     assert!(
@@ -130,7 +171,10 @@ pub async fn bad_input_returns_typed_errors_and_changes_nothing(db: TestDb) {
         .enqueue_batch(
             &txn,
             "q",
-            [(0u32, ok().message_id(id)), (1u32, ok().message_id(id))],
+            [
+                (PartitionKey::index(0), ok().message_id(id)),
+                (PartitionKey::index(1), ok().message_id(id)),
+            ],
         )
         .await
         .unwrap_err();
@@ -154,13 +198,13 @@ pub async fn bad_input_returns_typed_errors_and_changes_nothing(db: TestDb) {
     let id = uuid::Uuid::now_v7();
     let txn = db.db.begin().await.unwrap();
     outbox
-        .enqueue(&txn, "q", 0u32, ok().message_id(id))
+        .enqueue(&txn, "q", PartitionKey::index(0), ok().message_id(id))
         .await
         .unwrap();
     txn.commit().await.unwrap();
     let txn = db.db.begin().await.unwrap();
     let err = outbox
-        .enqueue(&txn, "q", 1u32, ok().message_id(id))
+        .enqueue(&txn, "q", PartitionKey::index(1), ok().message_id(id))
         .await
         .unwrap_err();
     assert!(
@@ -194,11 +238,12 @@ pub async fn bad_input_returns_typed_errors_and_changes_nothing(db: TestDb) {
         .queue(hostile)
         .payload_type(hostile);
     let admin =
-        outbox_core::OutboxAdmin::new(db.db.clone(), db.dialect.clone(), &db.prefix).unwrap();
+        outbox_core::OutboxAdmin::for_dialect(db.db.clone(), db.dialect.clone(), &db.prefix)
+            .unwrap();
     assert_eq!(admin.dead_letters().count(&scope).await.unwrap(), 0);
     for prefix in [hostile, "outbox_; drop table x", "Outbox_"] {
         assert!(matches!(
-            outbox_core::OutboxAdmin::new(db.db.clone(), db.dialect.clone(), prefix),
+            outbox_core::OutboxAdmin::for_dialect(db.db.clone(), db.dialect.clone(), prefix),
             Err(OutboxError::InvalidTablePrefix { .. })
         ));
         assert!(matches!(
@@ -218,7 +263,7 @@ pub async fn bad_input_returns_typed_errors_and_changes_nothing(db: TestDb) {
     let txn = db.db.begin().await.unwrap();
     forever
         .outbox()
-        .enqueue(&txn, "forever", 0u32, ok())
+        .enqueue(&txn, "forever", PartitionKey::index(0), ok())
         .await
         .unwrap();
     txn.commit().await.unwrap();

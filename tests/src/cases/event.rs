@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use outbox_core::sea_orm::TransactionTrait;
-use outbox_core::{EventFilter, EventKind, Message, Queue};
+use outbox_core::{EventFilter, EventKind, Message, PartitionKey, Queue};
 
 use super::PATIENCE;
 use crate::{Recorder, TestDb, wait_until};
@@ -28,7 +28,7 @@ pub async fn event_subscribers_get_filtered_events_and_a_full_one_is_dropped(db:
     let txn = db.db.begin().await.unwrap();
     let batch = (0..100).map(|i| {
         (
-            (i % 2) as u32,
+            PartitionKey::index(i % 2),
             Message::new("t", format!("m{i}").into_bytes()),
         )
     });

@@ -5,7 +5,7 @@ use std::time::Duration;
 use outbox_core::sea_orm::TransactionTrait;
 use outbox_core::{
     Batch, BatchResult, Delivery, EachMessage, LeasedHandler, LeasedMessageHandler, Message,
-    Outcome, Queue,
+    Outcome, PartitionKey, Queue,
 };
 
 use super::PATIENCE;
@@ -61,7 +61,12 @@ impl LeasedMessageHandler for Picky {
 
 async fn enqueue_ten(db: &TestDb, outbox: &outbox_core::Outbox) {
     let txn = db.db.begin().await.unwrap();
-    let batch = (0..10).map(|i| (0u32, Message::new("t", format!("m{i}").into_bytes())));
+    let batch = (0..10).map(|i| {
+        (
+            PartitionKey::index(0),
+            Message::new("t", format!("m{i}").into_bytes()),
+        )
+    });
     outbox.enqueue_batch(&txn, "q", batch).await.unwrap();
     txn.commit().await.unwrap();
     outbox.notify();
@@ -263,7 +268,7 @@ pub async fn panicking_and_hanging_handlers_count_as_retries(db: TestDb) {
     let txn = db.db.begin().await.unwrap();
     let batch = (0..20).map(|i| {
         (
-            (i % 2) as u32,
+            PartitionKey::index(i % 2),
             Message::new("t", format!("m{i}").into_bytes()),
         )
     });

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use outbox_core::sea_orm::{ConnectionTrait, DatabaseTransaction, TransactionTrait};
-use outbox_core::{Batch, BatchResult, Message, OutboxHandle, Queue, RetryPolicy};
+use outbox_core::{Batch, BatchResult, Message, OutboxHandle, PartitionKey, Queue, RetryPolicy};
 
 use super::PATIENCE;
 use super::batch_failure::id_literal;
@@ -116,7 +116,12 @@ pub async fn transactional_handler_timeout_bounds_lock_waits_and_stop(db: TestDb
             let txn = db.db.begin().await.unwrap();
             first
                 .outbox()
-                .enqueue(&txn, "q", 0u32, Message::new("t", b"m1".to_vec()))
+                .enqueue(
+                    &txn,
+                    "q",
+                    PartitionKey::index(0),
+                    Message::new("t", b"m1".to_vec()),
+                )
                 .await
                 .unwrap();
             txn.commit().await.unwrap();
@@ -197,7 +202,12 @@ pub async fn transactional_handler_timeout_bounds_lock_waits_and_stop(db: TestDb
             blocker.execute_unprepared(&lock_key).await.unwrap();
             first
                 .outbox()
-                .enqueue(&blocker, "q", 0u32, Message::new("t", b"m1".to_vec()))
+                .enqueue(
+                    &blocker,
+                    "q",
+                    PartitionKey::index(0),
+                    Message::new("t", b"m1".to_vec()),
+                )
                 .await
                 .unwrap();
             assert!(

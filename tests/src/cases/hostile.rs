@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use outbox_core::sea_orm::{ConnectionTrait, Statement, TransactionTrait};
-use outbox_core::{Message, Queue};
+use outbox_core::{Message, PartitionKey, Queue};
 
 use crate::{Backend, Recorder, TestDb, wait_until};
 
@@ -75,7 +75,12 @@ pub async fn notify_flood_is_coalesced_and_wakeups_stay_prompt(db: TestDb) {
         async move {
             let txn = pool.begin().await.unwrap();
             outbox
-                .enqueue(&txn, "q", 1u32, Message::new("t", text.as_bytes().to_vec()))
+                .enqueue(
+                    &txn,
+                    "q",
+                    PartitionKey::index(1),
+                    Message::new("t", text.as_bytes().to_vec()),
+                )
                 .await
                 .unwrap();
             txn.commit().await.unwrap();
@@ -236,7 +241,12 @@ pub async fn sequencer_rolls_back_when_incoming_rows_were_taken(db: TestDb) {
         ids.push(
             producer
                 .outbox()
-                .enqueue(&txn, "q", 0u32, Message::new("t", text.as_bytes().to_vec()))
+                .enqueue(
+                    &txn,
+                    "q",
+                    PartitionKey::index(0),
+                    Message::new("t", text.as_bytes().to_vec()),
+                )
                 .await
                 .unwrap(),
         );

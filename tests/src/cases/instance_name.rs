@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use outbox_core::sea_orm::{ConnectionTrait, DatabaseTransaction, TransactionTrait};
-use outbox_core::{Batch, BatchResult, Message, OutboxError, Queue, TransactionalHandler};
+use outbox_core::{
+    Batch, BatchResult, Message, OutboxError, PartitionKey, Queue, TransactionalHandler,
+};
 
 use super::PATIENCE;
 use crate::{Recorder, TestDb, wait_until};
@@ -74,7 +76,7 @@ pub async fn duplicate_instance_name_is_refused_at_start(db: TestDb) {
         let txn = db.db.begin().await.unwrap();
         let batch = chunk.iter().map(|n| {
             (
-                (*n % 4) as u32,
+                PartitionKey::index((*n % 4) as u32),
                 Message::new("t", n.to_string().into_bytes()),
             )
         });
@@ -152,7 +154,7 @@ pub async fn instance_whose_name_is_taken_while_running_stands_down(db: TestDb) 
     let txn = db.db.begin().await.unwrap();
     let batch = (0..10).map(|i| {
         (
-            (i % 2) as u32,
+            PartitionKey::index(i % 2),
             Message::new("t", format!("m{i}").into_bytes()),
         )
     });

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use outbox_core::sea_orm::TransactionTrait;
-use outbox_core::{Message, OutboxError};
+use outbox_core::{Message, OutboxError, PartitionKey};
 
 use crate::TestDb;
 
@@ -16,7 +16,12 @@ use crate::TestDb;
 pub async fn acknowledge_outside_the_sequenced_range_is_refused(db: TestDb) {
     let producer = db.producer("q", 1).await;
     let txn = db.db.begin().await.unwrap();
-    let batch = (0..3).map(|i| (0u32, Message::new("t", format!("m{i}").into_bytes())));
+    let batch = (0..3).map(|i| {
+        (
+            PartitionKey::index(0),
+            Message::new("t", format!("m{i}").into_bytes()),
+        )
+    });
     producer
         .outbox()
         .enqueue_batch(&txn, "q", batch)

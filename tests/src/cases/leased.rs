@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use outbox_core::sea_orm::TransactionTrait;
-use outbox_core::{Message, Queue};
+use outbox_core::{Message, PartitionKey, Queue};
 
 use super::PATIENCE;
 use crate::{Recorder, TestDb, wait_until};
@@ -13,7 +13,12 @@ pub async fn leased_redelivers_after_lease_expiry_and_refuses_stale_ack(db: Test
     let producer = db.producer("q", 1).await;
     let outbox = producer.outbox().clone();
     let txn = db.db.begin().await.unwrap();
-    let batch = (0..5).map(|i| (0u32, Message::new("t", format!("m{i}").into_bytes())));
+    let batch = (0..5).map(|i| {
+        (
+            PartitionKey::index(0),
+            Message::new("t", format!("m{i}").into_bytes()),
+        )
+    });
     outbox.enqueue_batch(&txn, "q", batch).await.unwrap();
     txn.commit().await.unwrap();
 
@@ -154,7 +159,12 @@ pub async fn leased_worker_that_lost_its_lease_cannot_acknowledge(db: TestDb) {
         .unwrap();
     let outbox = handle.outbox().clone();
     let txn = db.db.begin().await.unwrap();
-    let batch = (0..5).map(|i| (0u32, Message::new("t", format!("m{i}").into_bytes())));
+    let batch = (0..5).map(|i| {
+        (
+            PartitionKey::index(0),
+            Message::new("t", format!("m{i}").into_bytes()),
+        )
+    });
     outbox.enqueue_batch(&txn, "q", batch).await.unwrap();
     txn.commit().await.unwrap();
     outbox.notify();

@@ -7,7 +7,7 @@ use std::time::Duration;
 use outbox_core::sea_orm::TransactionTrait;
 use outbox_core::{
     DeadLetterScope, DeadLetterStatus, Delivery, EachMessage, LeasedMessageHandler, Message,
-    OutboxError, OutboxHandle, Outcome, Queue,
+    OutboxError, OutboxHandle, Outcome, PartitionKey, Queue,
 };
 use uuid::Uuid;
 
@@ -67,7 +67,7 @@ async fn enqueue(handle: &OutboxHandle, db: &TestDb, queue: &str, message: Messa
     let txn = db.db.begin().await.unwrap();
     let id = handle
         .outbox()
-        .enqueue(&txn, queue, 0u32, message)
+        .enqueue(&txn, queue, PartitionKey::index(0), message)
         .await
         .unwrap();
     txn.commit().await.unwrap();

@@ -6,8 +6,8 @@ use std::time::Duration;
 use outbox_core::metric;
 use outbox_core::sea_orm::{DatabaseTransaction, TransactionTrait};
 use outbox_core::{
-    DeadLetterScope, Delivery, EachMessage, LeasedMessageHandler, Message, Outcome, Queue,
-    TransactionalMessageHandler,
+    DeadLetterScope, Delivery, EachMessage, LeasedMessageHandler, Message, Outcome, PartitionKey,
+    Queue, TransactionalMessageHandler,
 };
 
 use super::eventually;
@@ -89,12 +89,17 @@ async fn count_each_message_once(db: TestDb, transactional: bool) {
         .start()
         .await
         .unwrap();
-    let mut messages: Vec<(u32, Message)> = (0..OK)
-        .map(|i| ((i % 2) as u32, Message::new("t", format!("ok{i}"))))
+    let mut messages: Vec<(PartitionKey, Message)> = (0..OK)
+        .map(|i| {
+            (
+                PartitionKey::index((i % 2) as u32),
+                Message::new("t", format!("ok{i}")),
+            )
+        })
         .collect();
-    messages.push((0, Message::new("t", "bad0")));
-    messages.push((1, Message::new("t", "bad1")));
-    messages.push((1, Message::new("t", "flaky")));
+    messages.push((PartitionKey::index(0), Message::new("t", "bad0")));
+    messages.push((PartitionKey::index(1), Message::new("t", "bad1")));
+    messages.push((PartitionKey::index(1), Message::new("t", "flaky")));
     let total = messages.len() as u64;
     let txn = db.db.begin().await.unwrap();
     producer

@@ -3,6 +3,7 @@
 mod batch_failure;
 mod config;
 mod dead_letter;
+mod delivery;
 mod enqueue;
 mod event;
 mod failure;
@@ -39,6 +40,7 @@ pub use dead_letter::{
     concurrent_replays_claim_disjoint_letters, dead_letters_are_listed_counted_and_shown_by_scope,
     discard_and_cleanup_remove_letters_by_scope, expired_replay_claims_return_to_pending,
 };
+pub use delivery::message_handler_is_told_each_deliverys_queue_and_partition;
 pub use enqueue::{bad_input_returns_typed_errors_and_changes_nothing, rollback_leaves_no_message};
 pub use event::event_subscribers_get_filtered_events_and_a_full_one_is_dropped;
 pub use failure::{

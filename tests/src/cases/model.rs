@@ -476,7 +476,7 @@ async fn enqueue(
                     queue,
                     rows.iter().map(|(p, n)| {
                         (
-                            PartitionKey::from(*p),
+                            PartitionKey::index(*p),
                             Message::new("model", n.to_string().into_bytes()),
                         )
                     }),

@@ -1,7 +1,7 @@
 use std::collections::HashMap;
 
 use outbox_core::sea_orm::TransactionTrait;
-use outbox_core::{Message, Queue};
+use outbox_core::{Message, PartitionKey, Queue};
 
 use super::PATIENCE;
 use crate::{Backend, Recorder, TestDb, wait_until};
@@ -26,7 +26,7 @@ pub async fn order_per_partition_with_four_producers(db: TestDb) {
                 let txn = conn.begin().await.unwrap();
                 let message = Message::new("t", format!("{p}:{i}").into_bytes());
                 outbox
-                    .enqueue(&txn, "q", (i % 4) as u32, message)
+                    .enqueue(&txn, "q", PartitionKey::index(i % 4), message)
                     .await
                     .unwrap();
                 txn.commit().await.unwrap();
@@ -120,12 +120,22 @@ pub async fn late_committed_message_is_not_skipped(db: TestDb) {
     let outbox = handle.outbox().clone();
     let early = db.db.begin().await.unwrap();
     outbox
-        .enqueue(&early, "q", 0u32, Message::new("t", b"early".to_vec()))
+        .enqueue(
+            &early,
+            "q",
+            PartitionKey::index(0),
+            Message::new("t", b"early".to_vec()),
+        )
         .await
         .unwrap();
     let late = db.db.begin().await.unwrap();
     outbox
-        .enqueue(&late, "q", 0u32, Message::new("t", b"late".to_vec()))
+        .enqueue(
+            &late,
+            "q",
+            PartitionKey::index(0),
+            Message::new("t", b"late".to_vec()),
+        )
         .await
         .unwrap();
     late.commit().await.unwrap();
@@ -162,7 +172,7 @@ pub async fn partitions_taking_turns_for_connections_lose_and_reorder_nothing(db
         let messages = (0..100).map(|i| {
             let n = chunk * 100 + i;
             (
-                (n % 64) as u32,
+                PartitionKey::index((n % 64) as u32),
                 Message::new("t", format!("{n}").into_bytes()),
             )
         });

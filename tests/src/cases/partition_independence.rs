@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use outbox_core::sea_orm::{DatabaseTransaction, TransactionTrait};
-use outbox_core::{Batch, BatchResult, Message, Queue, TransactionalHandler};
+use outbox_core::{Batch, BatchResult, Message, PartitionKey, Queue, TransactionalHandler};
 use tokio::sync::watch;
 
 use super::PATIENCE;
@@ -51,7 +51,7 @@ async fn enqueue(
         let txn = db.db.begin().await.unwrap();
         let batch = chunk.iter().map(|i| {
             (
-                partition(*i),
+                PartitionKey::index(partition(*i)),
                 Message::new("t", format!("{prefix}{i}").into_bytes()),
             )
         });

@@ -4,7 +4,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use outbox_core::sea_orm::{ConnectionTrait, Statement, TransactionTrait};
-use outbox_core::{Message, Queue};
+use outbox_core::{Message, PartitionKey, Queue};
 
 use crate::{Backend, TestDb};
 
@@ -289,7 +289,7 @@ pub async fn producer_and_consumer_processes(db: TestDb) {
             .enqueue(
                 &txn,
                 "q",
-                i % 4,
+                PartitionKey::index(i % 4),
                 Message::new("t", i.to_string().into_bytes()),
             )
             .await

@@ -2,7 +2,7 @@
 //! is refused at start; once the partitions it removes are drained, it works.
 
 use outbox_core::sea_orm::TransactionTrait;
-use outbox_core::{Message, OutboxError, OutboxHandle, Queue};
+use outbox_core::{Message, OutboxError, OutboxHandle, PartitionKey, Queue};
 
 use super::PATIENCE;
 use crate::{Recorder, TestDb, wait_until};
@@ -11,7 +11,7 @@ async fn enqueue(db: &TestDb, handle: &OutboxHandle, partitions: &[u32], tag: &s
     let txn = db.db.begin().await.unwrap();
     let batch = partitions.iter().enumerate().map(|(i, p)| {
         (
-            *p,
+            PartitionKey::index(*p),
             Message::new("t", format!("{tag}-p{p}-{i}").into_bytes()),
         )
     });

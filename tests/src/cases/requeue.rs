@@ -8,7 +8,7 @@ use outbox_core::sea_orm::TransactionTrait;
 use outbox_core::sea_orm::sea_query::{Alias, Expr, ExprTrait, Query};
 use outbox_core::{
     Batch, DeadLetterPage, DeadLetterScope, DeadLetterStatus, Delivery, EachMessage,
-    LeasedMessageHandler, Message, OutboxError, Outcome, Queue,
+    LeasedMessageHandler, Message, OutboxError, Outcome, PartitionKey, Queue,
 };
 
 use super::dead_letter::{admin, admin_on, dead_letter_all, is_invalid_scope, poison};
@@ -50,7 +50,7 @@ async fn enqueue(db: &TestDb, handle: &outbox_core::OutboxHandle, range: std::op
     let txn = db.db.begin().await.unwrap();
     let batch = range.map(|i| {
         (
-            0u32,
+            PartitionKey::index(0),
             Message::new("t", format!("m{i}").into_bytes()).header("k", format!("v{i}")),
         )
     });
@@ -243,7 +243,12 @@ pub async fn requeue_refuses_missing_partitions_and_queued_duplicates(db: TestDb
     let txn = db.db.begin().await.unwrap();
     let queued = producer
         .outbox()
-        .enqueue(&txn, "q", 0u32, Message::new("t", b"live".to_vec()))
+        .enqueue(
+            &txn,
+            "q",
+            PartitionKey::index(0),
+            Message::new("t", b"live".to_vec()),
+        )
         .await
         .unwrap();
     txn.commit().await.unwrap();

@@ -10,7 +10,7 @@ use std::time::Duration;
 use outbox_core::sea_orm::{DatabaseTransaction, TransactionTrait};
 use outbox_core::{
     Batch, BatchResult, DeadLetterPage, DeadLetterScope, DeadLetterSummary, Delivery,
-    LeasedHandler, Message, Outcome, Queue, TransactionalHandler,
+    LeasedHandler, Message, Outcome, PartitionKey, Queue, TransactionalHandler,
 };
 
 use super::PATIENCE;
@@ -122,7 +122,11 @@ async fn enqueue_up_front(db: &TestDb, queue: &str, messages: Vec<Message>) {
     let txn = db.db.begin().await.unwrap();
     producer
         .outbox()
-        .enqueue_batch(&txn, queue, messages.into_iter().map(|m| (0u32, m)))
+        .enqueue_batch(
+            &txn,
+            queue,
+            messages.into_iter().map(|m| (PartitionKey::index(0), m)),
+        )
         .await
         .unwrap();
     txn.commit().await.unwrap();
@@ -252,7 +256,12 @@ pub async fn control_bytes_and_long_reasons_are_stored_sanitized(db: TestDb) {
             .await
             .unwrap();
         let txn = db.db.begin().await.unwrap();
-        let messages = (0..5).map(|i| (0u32, Message::new("t", format!("m{i}").into_bytes())));
+        let messages = (0..5).map(|i| {
+            (
+                PartitionKey::index(0),
+                Message::new("t", format!("m{i}").into_bytes()),
+            )
+        });
         handle
             .outbox()
             .enqueue_batch(&txn, &queue, messages)
@@ -372,7 +381,7 @@ pub async fn twenty_mib_of_dead_letters_are_recorded_in_chunks(db: TestDb) {
         .await
         .unwrap();
     let txn = db.db.begin().await.unwrap();
-    let messages = (0..COUNT).map(|i| (0u32, Message::new("t", body(i))));
+    let messages = (0..COUNT).map(|i| (PartitionKey::index(0), Message::new("t", body(i))));
     handle
         .outbox()
         .enqueue_batch(&txn, "q", messages)
@@ -505,7 +514,12 @@ pub async fn unrecordable_outcome_blocks_the_partition_and_backs_off(db: TestDb)
     let outbox = handle.outbox().clone();
     for queue in ["qleased", "qtransactional"] {
         let txn = db.db.begin().await.unwrap();
-        let messages = (0..2).map(|i| (0u32, Message::new("t", format!("m{i}").into_bytes())));
+        let messages = (0..2).map(|i| {
+            (
+                PartitionKey::index(0),
+                Message::new("t", format!("m{i}").into_bytes()),
+            )
+        });
         outbox.enqueue_batch(&txn, queue, messages).await.unwrap();
         txn.commit().await.unwrap();
     }

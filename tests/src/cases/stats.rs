@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use outbox_core::sea_orm::TransactionTrait;
 use outbox_core::{
-    Batch, BatchResult, DeadLetterScope, EachMessage, LeasedHandler, Message, OutboxHandle,
-    OutboxStats, Outcome, Queue, RetryPolicy,
+    Batch, BatchResult, DeadLetterScope, EachMessage, LeasedHandler, Message, OutboxError,
+    OutboxHandle, OutboxStats, Outcome, PartitionKey, Queue, RetryPolicy,
 };
 use tokio::sync::Notify;
 
@@ -71,15 +71,20 @@ pub async fn stats_report_backlog_cursor_retry_and_dead_letters(db: TestDb) {
         .await
         .unwrap();
     let txn = db.db.begin().await.unwrap();
-    let messages = [(0u32, 2), (1, 1), (2, 3)]
-        .into_iter()
-        .flat_map(|(p, n)| (0..n).map(move |i| (p, Message::new("t", format!("{p}-{i}")))));
+    let messages = [(0u32, 2), (1, 1), (2, 3)].into_iter().flat_map(|(p, n)| {
+        (0..n).map(move |i| {
+            (
+                PartitionKey::index(p),
+                Message::new("t", format!("{p}-{i}")),
+            )
+        })
+    });
     producer
         .outbox()
         .enqueue_batch(&txn, "s", messages)
         .await
         .unwrap();
-    let poison = (0..2).map(|i| (0u32, Message::new("t", format!("d{i}"))));
+    let poison = (0..2).map(|i| (PartitionKey::index(0), Message::new("t", format!("d{i}"))));
     producer
         .outbox()
         .enqueue_batch(&txn, "d", poison)
@@ -108,6 +113,16 @@ pub async fn stats_report_backlog_cursor_retry_and_dead_letters(db: TestDb) {
         .map(|q| (q.queue.clone(), q.incoming))
         .collect();
     assert_eq!(only, [("s".to_string(), 6)]);
+    let unknown = producer.admin().queue_stats("nope").await.unwrap_err();
+    assert!(
+        matches!(unknown, OutboxError::UnknownQueue { ref queue } if queue == "nope"),
+        "{unknown:?}"
+    );
+    // Serialized as they are, with each dead-letter count's total.
+    let json = serde_json::to_value(&only_s).unwrap();
+    assert_eq!(json["queues"][0]["queue"], "s");
+    assert_eq!(json["queues"][0]["incoming"], 6);
+    assert_eq!(json["queues"][0]["dead_letters"]["total"], 0);
     producer.stop().await;
 
     // Phase 2: a held lease, a failing head, a drained partition, dead letters.

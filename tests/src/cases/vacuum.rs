@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use outbox_core::sea_orm::TransactionTrait;
-use outbox_core::{Message, Queue};
+use outbox_core::{Message, PartitionKey, Queue};
 
 use super::PATIENCE;
 use crate::{Recorder, TestDb, wait_until};
@@ -20,7 +20,7 @@ pub async fn vacuum_removes_processed_rows(db: TestDb) {
         let txn = db.db.begin().await.unwrap();
         let batch = (0..200).map(|i| {
             (
-                (i % 2) as u32,
+                PartitionKey::index(i % 2),
                 Message::new("t", format!("{round}-{i}").into_bytes()),
             )
         });

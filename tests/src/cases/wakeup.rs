@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use outbox_core::sea_orm::TransactionTrait;
-use outbox_core::{Message, Queue};
+use outbox_core::{Message, PartitionKey, Queue};
 
 use crate::{Backend, Recorder, TestDb, wait_until};
 
@@ -46,7 +46,12 @@ pub async fn notifications_wake_another_instance_without_polling(db: TestDb) {
         async move {
             let txn = producer_pool.begin().await.unwrap();
             outbox
-                .enqueue(&txn, "q", 1u32, Message::new("t", text.as_bytes().to_vec()))
+                .enqueue(
+                    &txn,
+                    "q",
+                    PartitionKey::index(1),
+                    Message::new("t", text.as_bytes().to_vec()),
+                )
                 .await
                 .unwrap();
             txn.commit().await.unwrap();
@@ -125,7 +130,12 @@ pub async fn quick_polls_after_activity_see_another_instances_commit(db: TestDb)
     let txn = db.db.begin().await.unwrap();
     consumer
         .outbox()
-        .enqueue(&txn, "q", 1u32, Message::new("t", b"own".to_vec()))
+        .enqueue(
+            &txn,
+            "q",
+            PartitionKey::index(1),
+            Message::new("t", b"own".to_vec()),
+        )
         .await
         .unwrap();
     txn.commit().await.unwrap();
@@ -144,7 +154,12 @@ pub async fn quick_polls_after_activity_see_another_instances_commit(db: TestDb)
     let txn = producer_pool.begin().await.unwrap();
     producer
         .outbox()
-        .enqueue(&txn, "q", 1u32, Message::new("t", b"other".to_vec()))
+        .enqueue(
+            &txn,
+            "q",
+            PartitionKey::index(1),
+            Message::new("t", b"other".to_vec()),
+        )
         .await
         .unwrap();
     txn.commit().await.unwrap();
@@ -191,7 +206,12 @@ pub async fn quick_polls_after_start_see_another_instances_commit(db: TestDb) {
     let txn = producer_pool.begin().await.unwrap();
     producer
         .outbox()
-        .enqueue(&txn, "q", 1u32, Message::new("t", b"first".to_vec()))
+        .enqueue(
+            &txn,
+            "q",
+            PartitionKey::index(1),
+            Message::new("t", b"first".to_vec()),
+        )
         .await
         .unwrap();
     txn.commit().await.unwrap();

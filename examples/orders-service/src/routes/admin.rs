@@ -4,21 +4,21 @@ use axum::Json;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use outbox_core::{DeadLetterPage, DeadLetterScope, DeadLetterStatus};
+use outbox_core::{DeadLetterPage, DeadLetterScope, DeadLetterStatus, OutboxStats};
 use serde::Deserialize;
 
 use crate::error::ApiError;
-use crate::json::{DeadLetterListJson, RequeuedJson, StatsJson};
+use crate::json::{DeadLetterListJson, RequeuedJson};
 use crate::state::AppState;
 
 /// Default page size of the dead-letter list.
 const DEFAULT_LIMIT: u32 = 100;
 
 /// `GET /admin/outbox/stats`: every queue's backlog, cursors, leases, retry
-/// state and dead letters, per partition.
-pub async fn stats(State(state): State<AppState>) -> Result<Json<StatsJson>, ApiError> {
-    let stats = state.outbox.admin().stats().await?;
-    Ok(Json(StatsJson::from(&stats)))
+/// state and dead letters, per partition: the outbox's `OutboxStats`, which
+/// serializes as it is.
+pub async fn stats(State(state): State<AppState>) -> Result<Json<OutboxStats>, ApiError> {
+    Ok(Json(state.outbox.admin().stats().await?))
 }
 
 /// The query of `GET /admin/outbox/dead-letters`.

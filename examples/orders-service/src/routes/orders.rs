@@ -64,17 +64,16 @@ pub async fn place(
         .validate()
         .map_err(|invalid| ApiError::bad_request(invalid.to_string()))?;
     let event = order.place();
-    let outbox = state.outbox.clone();
     let result = state
         .outbox
-        .transaction(move |txn| {
+        .transaction(move |tx| {
             Box::pin(async move {
-                event.insert(txn).await.map_err(PlaceError::Insert)?;
+                event.insert(tx).await.map_err(PlaceError::Insert)?;
                 let message = Message::json(ORDER_PLACED, &event)
                     .map_err(PlaceError::Enqueue)?
                     .header("content-type", "application/json");
-                let message_id = outbox
-                    .enqueue(txn, ORDERS_QUEUE, event.customer.as_str(), message)
+                let message_id = tx
+                    .enqueue(ORDERS_QUEUE, &event.customer, message)
                     .await
                     .map_err(PlaceError::Enqueue)?;
                 Ok::<_, PlaceError>((event, message_id))

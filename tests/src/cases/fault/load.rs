@@ -13,7 +13,9 @@ use outbox_core::sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, Statement,
     TransactionTrait, Value,
 };
-use outbox_core::{Batch, BatchResult, Delivery, Message, Outbox, TransactionalHandler};
+use outbox_core::{
+    Batch, BatchResult, Delivery, Message, Outbox, PartitionKey, TransactionalHandler,
+};
 use uuid::Uuid;
 
 use crate::cases::process::now_us;
@@ -107,7 +109,7 @@ pub(crate) async fn enqueue_with_ledger(
     let messages = rows.iter().map(|row| {
         let kind = if row.poison { "poison" } else { "t" };
         (
-            row.partition,
+            PartitionKey::index(row.partition),
             Message::new(kind, row.id.simple().to_string().into_bytes())
                 .message_id(row.id)
                 .header("partition", row.partition.to_string()),
