@@ -100,50 +100,90 @@ pub async fn notifications_wake_another_instance_without_polling(db: TestDb) {
     assert_eq!(payloads, vec!["first".to_string(), "second".to_string()]);
 }
 
+/// A consumer that only polls (no notifications, a poll interval of an
+/// hour) and a producer-only instance on another pool, which cannot wake it.
+struct PollingPair {
+    consumer: outbox_core::OutboxHandle,
+    producer: outbox_core::OutboxHandle,
+    producer_pool: outbox_core::sea_orm::DatabaseConnection,
+}
+
+impl PollingPair {
+    async fn start(db: &TestDb, rec: &Recorder) -> Self {
+        let consumer = db
+            .builder()
+            .listen(false)
+            .poll_interval(Duration::from_secs(3600))
+            .queue(Queue::leased("q", 2, rec.clone()))
+            .start()
+            .await
+            .unwrap();
+        let producer_pool = db.another_pool().await;
+        let producer = db
+            .builder_on(producer_pool.clone())
+            .listen(false)
+            .run_workers(false)
+            .queue(Queue::produce_only("q", 2))
+            .start()
+            .await
+            .unwrap();
+        Self {
+            consumer,
+            producer,
+            producer_pool,
+        }
+    }
+
+    /// Commits one message to partition 1 of `q` through `handle`'s outbox
+    /// on `pool`.
+    async fn commit(
+        handle: &outbox_core::OutboxHandle,
+        pool: &outbox_core::sea_orm::DatabaseConnection,
+        payload: &str,
+    ) {
+        let txn = pool.begin().await.unwrap();
+        handle
+            .outbox()
+            .enqueue(
+                &txn,
+                "q",
+                PartitionKey::index(1),
+                Message::new("t", payload.as_bytes().to_vec()),
+            )
+            .await
+            .unwrap();
+        txn.commit().await.unwrap();
+    }
+
+    /// Commits one message from the producer instance.
+    async fn produce(&self, payload: &str) {
+        Self::commit(&self.producer, &self.producer_pool, payload).await;
+    }
+
+    async fn stop(self) {
+        self.producer.stop().await;
+        self.consumer.stop().await;
+        self.producer_pool.close().await.ok();
+    }
+}
+
 /// Without notifications (MySQL and SQLite, or `listen(false)`), a sequencer
 /// that just moved messages polls again within milliseconds, at doubling
 /// gaps: a commit in another instance right after is delivered long before
 /// the poll interval (here an hour).
 pub async fn quick_polls_after_activity_see_another_instances_commit(db: TestDb) {
     let rec = Recorder::default();
-    let consumer = db
-        .builder()
-        .listen(false)
-        .poll_interval(Duration::from_secs(3600))
-        .queue(Queue::leased("q", 2, rec.clone()))
-        .start()
-        .await
-        .unwrap();
-    let producer_pool = db.another_pool().await;
-    let producer = db
-        .builder_on(producer_pool.clone())
-        .listen(false)
-        .run_workers(false)
-        .queue(Queue::produce_only("q", 2))
-        .start()
-        .await
-        .unwrap();
+    let pair = PollingPair::start(&db, &rec).await;
 
     // The first message is the consumer's own: `notify` after its commit
     // wakes the sequencer in process, and the quick polls start after that
     // pass.
-    let txn = db.db.begin().await.unwrap();
-    consumer
-        .outbox()
-        .enqueue(
-            &txn,
-            "q",
-            PartitionKey::index(1),
-            Message::new("t", b"own".to_vec()),
-        )
-        .await
-        .unwrap();
-    txn.commit().await.unwrap();
+    PollingPair::commit(&pair.consumer, &db.db, "own").await;
     // Two wakeups, as when two producers commit at once: the second finds
     // the sequencer busy with its pass and is kept for its next wait, which
     // must not end the quick polls.
-    consumer.outbox().notify();
-    consumer.outbox().notify();
+    pair.consumer.outbox().notify();
+    pair.consumer.outbox().notify();
     assert!(
         wait_until(Duration::from_secs(10), || rec.len() == 1).await,
         "the consumer's own message did not arrive"
@@ -151,24 +191,11 @@ pub async fn quick_polls_after_activity_see_another_instances_commit(db: TestDb)
 
     // The second comes from the other instance, which cannot wake the
     // consumer: only a poll finds it.
-    let txn = producer_pool.begin().await.unwrap();
-    producer
-        .outbox()
-        .enqueue(
-            &txn,
-            "q",
-            PartitionKey::index(1),
-            Message::new("t", b"other".to_vec()),
-        )
-        .await
-        .unwrap();
-    txn.commit().await.unwrap();
+    pair.produce("other").await;
     // The poll interval is an hour: arriving within 20 s can only be a quick
     // poll, and a loaded machine (CI) may have let the gaps grow to seconds.
     let arrived = wait_until(Duration::from_secs(20), || rec.len() == 2).await;
-    producer.stop().await;
-    consumer.stop().await;
-    producer_pool.close().await.ok();
+    pair.stop().await;
     assert!(
         arrived,
         "another instance's commit waited for the poll interval: no quick poll after activity"
@@ -183,43 +210,14 @@ pub async fn quick_polls_after_activity_see_another_instances_commit(db: TestDb)
 /// interval (here an hour).
 pub async fn quick_polls_after_start_see_another_instances_commit(db: TestDb) {
     let rec = Recorder::default();
-    let producer_pool = db.another_pool().await;
-    let producer = db
-        .builder_on(producer_pool.clone())
-        .listen(false)
-        .run_workers(false)
-        .queue(Queue::produce_only("q", 2))
-        .start()
-        .await
-        .unwrap();
-    let consumer = db
-        .builder()
-        .listen(false)
-        .poll_interval(Duration::from_secs(3600))
-        .queue(Queue::leased("q", 2, rec.clone()))
-        .start()
-        .await
-        .unwrap();
+    let pair = PollingPair::start(&db, &rec).await;
     // Past the consumer's first pass (which would find an earlier commit by
     // itself): only a poll can find this one.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let txn = producer_pool.begin().await.unwrap();
-    producer
-        .outbox()
-        .enqueue(
-            &txn,
-            "q",
-            PartitionKey::index(1),
-            Message::new("t", b"first".to_vec()),
-        )
-        .await
-        .unwrap();
-    txn.commit().await.unwrap();
+    pair.produce("first").await;
     // As in the case above: 20 s against an hour's poll interval.
     let arrived = wait_until(Duration::from_secs(20), || rec.len() == 1).await;
-    producer.stop().await;
-    consumer.stop().await;
-    producer_pool.close().await.ok();
+    pair.stop().await;
     assert!(
         arrived,
         "a commit right after the consumer started waited for the poll interval"
