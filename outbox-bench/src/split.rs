@@ -18,16 +18,20 @@ use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
+use crate::BoxError;
 use crate::args::Args;
 use crate::clock::{Clock, NEVER};
 use crate::db::BenchDb;
+use crate::outboxes::{produce_into, start_consumer, start_producer, wait_timeout};
+use crate::progress::spawn_progress;
 use crate::recorder::{Deliveries, Plan, Recorder};
-use crate::{BoxError, peak_rss_mib, spawn_progress};
+use crate::report::{Run, peak_rss_mib};
 
 /// The environment variable that carries the database URL to the child.
 const URL_VAR: &str = "OUTBOX_BENCH_CONSUMER_URL";
@@ -237,7 +241,7 @@ async fn consume(
     let recorder = Arc::new(Recorder::new(plan, clock));
     let statements_before = bench.client_statements();
     let started_us = clock.now();
-    let handle = crate::start_consumer(args, bench, recorder.clone()).await?;
+    let handle = start_consumer(args, bench, recorder.clone()).await?;
     println!("ready");
     std::io::stdout().flush()?;
 
@@ -291,4 +295,75 @@ async fn consume(
         eprintln!("outbox-bench: consumer: stopped before every message arrived");
     }
     Ok(())
+}
+
+/// Producers in this process with a producer-only outbox, workers and
+/// handler in a child process (`split.rs`).
+pub(crate) async fn run(
+    args: &Args,
+    bench: &BenchDb,
+    plan: &Plan,
+    clock: Clock,
+    payload_bytes: usize,
+) -> Result<Run, BoxError> {
+    let mut consumer = None;
+    if !args.backlog {
+        let mut child = Consumer::spawn(args, bench, clock)?;
+        child.ready().await?;
+        consumer = Some(child);
+    }
+    let total = usize::try_from(args.messages)?;
+    let committed = Arc::new(AtomicUsize::new(0));
+    let progress = {
+        let committed = committed.clone();
+        spawn_progress(
+            "enqueued",
+            total,
+            move || committed.load(Ordering::Relaxed),
+            None,
+        )
+    };
+    let statements_before = bench.client_statements();
+    let producer = start_producer(args, bench).await;
+    let produced = match producer {
+        Ok(producer) => {
+            let produced = produce_into(
+                args,
+                bench,
+                &producer,
+                plan,
+                clock,
+                payload_bytes,
+                &committed,
+            )
+            .await;
+            producer.stop().await;
+            produced
+        }
+        Err(err) => Err(err),
+    };
+    progress.abort();
+    let produced = produced?;
+    let statements = bench.client_statements() - statements_before;
+    let consumer = match consumer {
+        Some(consumer) => consumer,
+        None => {
+            eprintln!(
+                "outbox-bench: backlog of {} enqueued; starting the consumer process",
+                args.messages
+            );
+            Consumer::spawn(args, bench, clock)?
+        }
+    };
+    let (summary, delivered) = consumer.finish(wait_timeout(args)).await?;
+    Ok(Run {
+        produced,
+        delivered,
+        waited: !summary.stopped_early,
+        statements: statements + summary.statements,
+        drain_start: args.backlog.then_some(summary.started_us),
+        drain_peak_rss_mib: None,
+        consumer: Some(summary),
+        soak: None,
+    })
 }
