@@ -1,17 +1,25 @@
-//! The administration entry point: dead letters and stats, from a started
-//! outbox or from a bare connection (the `outbox` command-line tool).
+//! Administration: dead letters, stats and live instances, from a started
+//! outbox ([`OutboxHandle::admin`]) or from a bare connection (the `outbox`
+//! command-line tool), through [`OutboxAdmin`].
 
 use std::sync::Arc;
 
 use sea_orm::{DatabaseConnection, DbErr};
 
-use crate::dead_letter::DeadLetters;
+pub use crate::dead_letter::DeadLetters;
 use crate::dialect::Dialect;
 use crate::error::{DbErrorKind, OutboxError};
 use crate::handle::OutboxHandle;
 use crate::outbox::Outbox;
-use crate::stats::OutboxStats;
+pub use crate::stats::OutboxStats;
 use crate::table::Tables;
+
+pub use crate::dead_letter::{
+    DeadLetter, DeadLetterList, DeadLetterPage, DeadLetterScope, DeadLetterStatus,
+    DeadLetterSummary, MAX_DEAD_LETTER_BATCH, Requeued,
+};
+pub use crate::instance::InstanceInfo;
+pub use crate::stats::{DeadLetterCounts, PartitionStats, QueueStats};
 
 /// Dead-letter administration and stats for one database and table prefix.
 ///

@@ -8,8 +8,8 @@ use sea_orm::sea_query::{ColumnType, Expr, LockType};
 use sea_orm::{DatabaseConnection, DbBackend, DbErr, TransactionOptions};
 
 use crate::error::DbErrorKind;
-use crate::statement_limits::StatementLimits;
-use crate::wakeup::WakeupListener;
+pub use crate::statement_limits::StatementLimits;
+pub use crate::wakeup::{WakeupListener, channel as wakeup_channel};
 
 /// The kinds of column the outbox schema uses; the dialect maps each to its
 /// backend's SQL type.

@@ -5,7 +5,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sea_orm::{DatabaseTransaction, TransactionTrait};
 
-use crate::message::{Batch, Delivery};
+pub use crate::message::{Batch, Delivery};
 
 /// The result of handling one message.
 #[derive(Debug, Clone, PartialEq, Eq)]

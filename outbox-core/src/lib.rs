@@ -5,8 +5,8 @@
 //! # Quick start (SQLite, no server)
 //!
 //! ```no_run
-//! use outbox_core::{Batch, BatchResult, LeasedHandler, Message, Outbox, OutboxSchema, Queue};
-//! # use outbox_core::Dialect;
+//! use outbox_core::prelude::*;
+//! # use outbox_core::dialect::Dialect;
 //! # async fn example(db: sea_orm::DatabaseConnection, dialect: impl Dialect + Clone) -> Result<(), Box<dyn std::error::Error>> {
 //! struct Print;
 //! #[async_trait::async_trait]
@@ -65,17 +65,26 @@
 //! | MySQL / MariaDB | `outbox-mysql` | 8.0.1 / 10.6 |
 //! | SQLite | `outbox-sqlite` | 3.35 |
 //!
+//! # Where things are
+//!
+//! The types every user meets are at the root ([`Outbox`], [`OutboxHandle`],
+//! [`Message`], [`PartitionKey`], [`OutboxError`], [`OutboxSchema`]) and in
+//! [`prelude`]. The rest is grouped as the guide reads: [`config`] (the
+//! builder, queues, profiles, retry), [`handler`] (handler traits, what they
+//! receive and return), [`admin`] (dead letters, stats, instances),
+//! [`events`], [`dialect`] (what a backend crate implements) and [`trace`].
+//!
 //! [sea-orm]: https://www.sea-ql.org/SeaORM/
 
-mod admin;
+pub mod admin;
 mod builder;
 mod column;
 mod dead_letter;
-mod dialect;
+pub mod dialect;
 mod error;
 mod event;
 mod handle;
-mod handler;
+pub mod handler;
 mod instance;
 mod message;
 pub mod metric;
@@ -96,36 +105,90 @@ mod transaction;
 mod wakeup;
 mod worker;
 
+// The public surface, grouped as the guide reads: the types every user
+// meets at the root, the rest in `admin`, `config`, `events`, `handler`,
+// `dialect` and `trace`, and the everyday ones again in `prelude`.
+pub use error::{DbErrorKind, OutboxError};
+pub use handle::OutboxHandle;
+pub use message::Message;
+pub use migration::OutboxSchema;
+pub use outbox::Outbox;
+pub use partition::PartitionKey;
+pub use redact::{redact_secrets, redact_url};
+pub use transaction::OutboxTransaction;
+
+/// Building and configuring an outbox: the builder, queues, worker
+/// profiles, the retry policy and the limits they are checked against.
+pub mod config {
+    pub use crate::builder::{DEFAULT_PROCESSOR_CONNECTIONS, OutboxBuilder};
+    pub use crate::profile::Profile;
+    pub use crate::queue::{MAX_PARTITIONS, MAX_QUEUE_NAME_LEN, Queue};
+    pub use crate::retry::RetryPolicy;
+    pub use crate::table::DEFAULT_TABLE_PREFIX;
+}
+
+/// Lifecycle events: a lossy, in-process broadcast for dashboards and tests
+/// ([`OutboxHandle::events`]).
+pub mod events {
+    pub use crate::event::{Event, EventFilter, EventKind, EventStream};
+}
+
+/// The everyday types, for a glob import:
+/// `use outbox_core::prelude::*;`.
+pub mod prelude {
+    pub use crate::config::{OutboxBuilder, Queue, RetryPolicy};
+    pub use crate::handler::{
+        Batch, BatchResult, Delivery, LeasedHandler, LeasedMessageHandler, Outcome,
+        TransactionalHandler, TransactionalMessageHandler,
+    };
+    pub use crate::{
+        Message, Outbox, OutboxError, OutboxHandle, OutboxSchema, OutboxTransaction, PartitionKey,
+    };
+}
+
+/// Trace context carried from the producer to the handler through headers.
+pub mod trace {
+    #[cfg(feature = "opentelemetry")]
+    pub use crate::trace_context::W3cTraceContext;
+    pub use crate::trace_context::{TRACEPARENT_HEADER, TRACESTATE_HEADER, TracePropagator};
+}
+
+// The flat paths of 0.1, kept so that existing code compiles; the modules
+// above are where the documentation lists them.
+#[doc(hidden)]
 pub use admin::OutboxAdmin;
-pub use builder::{DEFAULT_PROCESSOR_CONNECTIONS, OutboxBuilder};
+#[doc(hidden)]
+pub use config::{
+    DEFAULT_PROCESSOR_CONNECTIONS, DEFAULT_TABLE_PREFIX, MAX_PARTITIONS, MAX_QUEUE_NAME_LEN,
+    OutboxBuilder, Profile, Queue, RetryPolicy,
+};
+#[doc(hidden)]
 pub use dead_letter::{
     DeadLetter, DeadLetterList, DeadLetterPage, DeadLetterScope, DeadLetterStatus,
     DeadLetterSummary, DeadLetters, MAX_DEAD_LETTER_BATCH, Requeued,
 };
+#[doc(hidden)]
 pub use dialect::{ColumnKind, Dialect, TimeoutStatements};
-pub use error::{DbErrorKind, OutboxError};
-pub use event::{Event, EventFilter, EventKind, EventStream};
-pub use handle::OutboxHandle;
+#[doc(hidden)]
+pub use events::{Event, EventFilter, EventKind, EventStream};
+#[doc(hidden)]
 pub use handler::{
     BatchResult, EachMessage, LeasedHandler, LeasedMessageHandler, Outcome, TransactionalHandler,
     TransactionalMessageHandler,
 };
+#[doc(hidden)]
 pub use instance::InstanceInfo;
-pub use message::{Batch, Delivery, Message};
-pub use migration::OutboxSchema;
-pub use outbox::Outbox;
-pub use partition::{PartitionKey, fnv1a_64};
-pub use profile::Profile;
-pub use queue::{MAX_PARTITIONS, MAX_QUEUE_NAME_LEN, Queue};
-pub use redact::{redact_secrets, redact_url};
-pub use retry::RetryPolicy;
+#[doc(hidden)]
+pub use message::{Batch, Delivery};
+#[doc(hidden)]
+pub use partition::fnv1a_64;
+#[doc(hidden)]
 pub use statement_limits::StatementLimits;
+#[doc(hidden)]
 pub use stats::{DeadLetterCounts, OutboxStats, PartitionStats, QueueStats};
-pub use table::DEFAULT_TABLE_PREFIX;
-#[cfg(feature = "opentelemetry")]
-pub use trace_context::W3cTraceContext;
-pub use trace_context::{TRACEPARENT_HEADER, TRACESTATE_HEADER, TracePropagator};
-pub use transaction::OutboxTransaction;
+#[doc(hidden)]
+pub use trace::*;
+#[doc(hidden)]
 pub use wakeup::{WakeupListener, channel as wakeup_channel};
 #[cfg(feature = "testing")]
 pub use worker::lease::Lease;
