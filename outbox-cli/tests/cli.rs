@@ -14,10 +14,8 @@ use outbox_core::{
     DeadLetterScope, Delivery, Dialect, EachMessage, LeasedMessageHandler, Message, OutboxAdmin,
     OutboxBuilder, Outcome, PartitionKey, Queue,
 };
-use outbox_test_support::{Server, available, skip};
+use outbox_test_support::{Server, available, eventually, skip};
 use serde_json::Value;
-
-const PATIENCE: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone, Copy)]
 enum Backend {
@@ -201,14 +199,6 @@ impl LeasedMessageHandler for Shop {
     }
 }
 
-async fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while !condition() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 async fn operator_recovers_dead_letters(backend: Backend, case: &str) {
     let Some(env) = Env::new(backend, case).await else {
         return;
@@ -247,18 +237,19 @@ async fn operator_recovers_dead_letters(backend: Backend, case: &str) {
     txn.commit().await.unwrap();
     handle.outbox().notify();
     let admin = OutboxAdmin::for_dialect(db.clone(), env.dialect.clone(), &env.prefix).unwrap();
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while admin
-        .dead_letters()
-        .count(&DeadLetterScope::all())
-        .await
-        .unwrap()
-        < 2
-    {
-        assert!(tokio::time::Instant::now() < deadline, "no dead letters");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    wait_for("good messages", || shop.accepted.lock().unwrap().len() == 2).await;
+    eventually("two dead letters", || async {
+        admin
+            .dead_letters()
+            .count(&DeadLetterScope::all())
+            .await
+            .unwrap()
+            >= 2
+    })
+    .await;
+    eventually("good messages", || {
+        std::future::ready(shop.accepted.lock().unwrap().len() == 2)
+    })
+    .await;
     handle.stop().await;
 
     // Stats.
@@ -369,8 +360,8 @@ async fn operator_recovers_dead_letters(backend: Backend, case: &str) {
         .start()
         .await
         .unwrap();
-    wait_for("the requeued message", || {
-        shop.accepted.lock().unwrap().len() == 3
+    eventually("the requeued message", || {
+        std::future::ready(shop.accepted.lock().unwrap().len() == 3)
     })
     .await;
     handle.stop().await;
@@ -580,17 +571,15 @@ async fn hostile_text_is_escaped_in_human_output(backend: Backend, case: &str) {
     txn.commit().await.unwrap();
     handle.outbox().notify();
     let admin = OutboxAdmin::for_dialect(db.clone(), env.dialect.clone(), &env.prefix).unwrap();
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while admin
-        .dead_letters()
-        .count(&DeadLetterScope::all())
-        .await
-        .unwrap()
-        < 1
-    {
-        assert!(tokio::time::Instant::now() < deadline, "no dead letter");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("a dead letter", || async {
+        admin
+            .dead_letters()
+            .count(&DeadLetterScope::all())
+            .await
+            .unwrap()
+            >= 1
+    })
+    .await;
     handle.stop().await;
 
     // Partition 1 as a live instance with a hostile name would leave it:

@@ -1,26 +1,22 @@
-//! Configuring and starting an outbox instance.
+//! [`OutboxBuilder`]: configuring an outbox instance and starting it. The
+//! start-up checks live with what they check (`migration`, `repartition`,
+//! `worker::membership`), and the workers are spawned by `worker::start`.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
 use sea_orm::{ConnectionTrait, DatabaseConnection};
 use tokio::sync::{Notify, watch};
 
-use crate::column::Column;
 use crate::dialect::Dialect;
-use crate::error::{DbErrorKind, OutboxError};
+use crate::error::OutboxError;
 use crate::handle::OutboxHandle;
-use crate::migration::OutboxSchema;
-use crate::outbox::{Outbox, QueueRuntime, ROWS_PER_STATEMENT, Shared};
+use crate::outbox::{Outbox, QueueRuntime, Shared};
 use crate::profile::Profile;
 use crate::queue::{Mode, Queue};
 use crate::table::{DEFAULT_TABLE_PREFIX, Tables};
 use crate::trace_context::TracePropagator;
-use crate::worker::processor::PartitionWorker;
-use crate::worker::sequencer::Sequencer;
-use crate::worker::vacuum::Vacuum;
 use crate::worker::{Shutdown, WorkerConfig};
 
 /// Builds an outbox: queues, table prefix, worker settings. Nothing is checked
@@ -66,6 +62,13 @@ impl std::fmt::Debug for OutboxBuilder {
             .field("profile", &self.profile)
             .field("overrides", &self.overrides)
             .finish()
+    }
+}
+
+impl Outbox {
+    /// Starts configuring an outbox on `db`, speaking `dialect`.
+    pub fn builder(db: DatabaseConnection, dialect: impl Dialect) -> OutboxBuilder {
+        OutboxBuilder::new(db, Arc::new(dialect))
     }
 }
 
@@ -336,8 +339,8 @@ impl OutboxBuilder {
                 .await
                 .map_err(|e| crate::db_error(dialect.as_ref(), e))?;
         }
-        warn_if_multi_primary(&self.db, dialect.as_ref()).await;
-        check_schema(&self.db, dialect.as_ref(), &tables).await?;
+        crate::migration::warn_if_multi_primary(&self.db, dialect.as_ref()).await;
+        crate::migration::check_schema(&self.db, dialect.as_ref(), &tables).await?;
         crate::repartition::check(&self.db, dialect.as_ref(), &tables, &self.queues).await?;
         let incarnation = if self.run_workers {
             crate::worker::membership::claim(&self.db, dialect.as_ref(), &tables, &config.owner)
@@ -345,8 +348,13 @@ impl OutboxBuilder {
         } else {
             0
         };
-        let partition_ids =
-            ensure_partitions(&self.db, dialect.as_ref(), &tables, &self.queues).await?;
+        let partition_ids = crate::repartition::ensure_partitions(
+            &self.db,
+            dialect.as_ref(),
+            &tables,
+            &self.queues,
+        )
+        .await?;
 
         let mut queues = HashMap::new();
         let mut partition_wakers = HashMap::new();
@@ -394,10 +402,10 @@ impl OutboxBuilder {
             partition_names,
             events: crate::event::EventHub::default(),
             metrics: crate::metric::Metrics::new(self.queues.iter().map(|q| q.name.as_str())),
-            ownership: crate::worker::membership::Ownership::new(
+            ownership: crate::worker::ownership::Ownership::new(
                 self.queues.iter().map(|q| q.name.as_str()),
             ),
-            notify_on_enqueue: notify_on_enqueue(
+            notify_on_enqueue: crate::outbox::notify_on_enqueue(
                 dialect_for_notify.as_ref(),
                 &prefix_for_notify,
                 self.run_workers,
@@ -407,286 +415,18 @@ impl OutboxBuilder {
             processor_permits: tokio::sync::Semaphore::new(self.processor_connections),
         });
         let (stop, stop_rx) = watch::channel(false);
-        let mut tasks = Vec::new();
-        if let Some(interval) = self.gauge_interval {
-            tasks.push(tokio::spawn(crate::metric::run_gauges(
-                shared.clone(),
-                interval,
-                Shutdown(stop.subscribe()),
-            )));
-        }
-        if self.run_workers {
-            let shutdown = Shutdown(stop_rx);
-            tasks.push(tokio::spawn(
-                Sequencer {
-                    shared: shared.clone(),
-                    config: config.clone(),
-                    shutdown: shutdown.clone(),
-                }
-                .run(),
-            ));
-            tasks.push(tokio::spawn(crate::worker::membership::run(
-                shared.clone(),
-                config.owner.clone(),
-                incarnation,
-                shutdown.clone(),
-            )));
-            tasks.push(tokio::spawn(
-                Vacuum {
-                    shared: shared.clone(),
-                    config: config.clone(),
-                    shutdown: shutdown.clone(),
-                    vacuumed: HashMap::new(),
-                }
-                .run(),
-            ));
-            for runtime in shared.queues.values() {
-                if matches!(runtime.config.mode, Mode::ProduceOnly) {
-                    continue;
-                }
-                for (partition, id) in runtime.partition_ids.iter().enumerate() {
-                    let Some(wake) = shared.partition_wakers.get(id).cloned() else {
-                        continue;
-                    };
-                    // Look once at start: there may be a backlog from before.
-                    wake.notify_one();
-                    let worker = PartitionWorker {
-                        shared: shared.clone(),
-                        queue: runtime.config.clone(),
-                        partition: u32::try_from(partition).unwrap_or(u32::MAX),
-                        partition_id: *id,
-                        wake,
-                        shutdown: shutdown.clone(),
-                        config: config.clone(),
-                        lease: None,
-                        narrowing: Default::default(),
-                        unsettled: None,
-                        unrecorded: 0,
-                    };
-                    tasks.push(tokio::spawn(worker.run()));
-                }
-            }
-            // Pick up incoming rows left from before.
-            shared.sequencer_wake.notify_one();
-            let channel = crate::wakeup::channel(&shared.tables.prefix);
-            let listener = if self.listen {
-                shared.dialect.listen(&shared.db, &channel).await
-            } else {
-                Ok(None)
-            };
-            match listener {
-                Ok(Some(listener)) => {
-                    shared
-                        .listening
-                        .store(true, std::sync::atomic::Ordering::Relaxed);
-                    tasks.push(tokio::spawn(crate::wakeup::relay(
-                        shared.clone(),
-                        listener,
-                        shutdown.clone(),
-                    )));
-                }
-                Ok(None) => {}
-                Err(err) => {
-                    // Not fatal: in-process wakeups and polling still deliver everything.
-                    tracing::warn!(error = %err, "outbox could not listen for wakeups; relying on polling");
-                }
-            }
-        }
+        let tasks = crate::worker::start(
+            &shared,
+            &config,
+            crate::worker::Launch {
+                gauge_interval: self.gauge_interval,
+                workers: self.run_workers.then_some(incarnation),
+                listen: self.listen,
+            },
+            &stop,
+            Shutdown(stop_rx),
+        )
+        .await;
         Ok(OutboxHandle::new(Outbox { shared }, stop, tasks))
     }
-}
-
-/// Galera and multi-primary group replication take row locks on one node
-/// only (conflicts surface at commit, as certification failures), so two
-/// instances writing through two nodes could both hold a partition. One
-/// writer node is safe and a start-up check cannot see which node the other
-/// instances use: warn rather than refuse.
-async fn warn_if_multi_primary(db: &DatabaseConnection, dialect: &dyn Dialect) {
-    let Some(probe) = dialect.multi_primary_probe() else {
-        return;
-    };
-    let rows = match db
-        .query_all_raw(sea_orm::Statement::from_string(dialect.backend(), probe))
-        .await
-    {
-        Ok(rows) => rows,
-        Err(err) => {
-            tracing::debug!(error = %err, "outbox could not check for a multi-primary cluster");
-            return;
-        }
-    };
-    for row in rows {
-        let setting: String = row.try_get("", "Variable_name").unwrap_or_default();
-        let value: String = row.try_get("", "Value").unwrap_or_default();
-        tracing::warn!(
-            setting = %setting,
-            value = %value,
-            "outbox: this server is one of several primaries, whose row locks do not see each other; \
-             run every outbox instance against one writer node, or order per partition and \
-             transactional exactly-once can break (see the guide: Galera and multi-primary MySQL)"
-        );
-    }
-}
-
-/// Reads every column the workers use from every table, so a missing or old
-/// schema is reported at start rather than as a failing worker later.
-async fn check_schema(
-    db: &DatabaseConnection,
-    dialect: &dyn Dialect,
-    tables: &Tables,
-) -> Result<(), OutboxError> {
-    let probes: [(&sea_orm::sea_query::Alias, &[Column]); 6] = [
-        (
-            &tables.instance,
-            &[Column::Owner, Column::HeartbeatUntil, Column::Incarnation],
-        ),
-        (
-            &tables.partition,
-            &[
-                Column::Id,
-                Column::QueueName,
-                Column::PartitionNo,
-                Column::NextSeq,
-                Column::ProcessedSeq,
-                Column::Attempts,
-                Column::LastError,
-                Column::RetryAt,
-                Column::LeaseOwner,
-                Column::LeaseUntil,
-                Column::LeaseToken,
-            ],
-        ),
-        (
-            &tables.body,
-            &[
-                Column::MessageId,
-                Column::Payload,
-                Column::PayloadType,
-                Column::Headers,
-                Column::CreatedAt,
-            ],
-        ),
-        (
-            &tables.incoming,
-            &[Column::Id, Column::PartitionId, Column::MessageId],
-        ),
-        (
-            &tables.outgoing,
-            &[Column::PartitionId, Column::Seq, Column::MessageId],
-        ),
-        (
-            &tables.dead_letter,
-            &[
-                Column::Id,
-                Column::QueueName,
-                Column::PartitionNo,
-                Column::Seq,
-                Column::MessageId,
-                Column::Payload,
-                Column::PayloadType,
-                Column::Headers,
-                Column::CreatedAt,
-                Column::FailedAt,
-                Column::Attempts,
-                Column::LastError,
-                Column::Status,
-                Column::Deadline,
-                Column::CompletedAt,
-            ],
-        ),
-    ];
-    for (table, columns) in probes {
-        // Qualified names: SQLite reads an unknown double-quoted name on its
-        // own as a string literal, so `SELECT Column::LeaseToken` from a table
-        // without that column would succeed; `"table".Column::LeaseToken` fails.
-        let select = Query::select()
-            .columns(columns.iter().map(|column| (table.clone(), *column)))
-            .from(table.clone())
-            .and_where(Expr::val(1).eq(0))
-            .to_owned();
-        if let Err(source) = db.query_all(&select).await {
-            let err = crate::db_error(dialect, source);
-            return Err(match err {
-                OutboxError::Database { kind, source }
-                    if kind == DbErrorKind::MissingSchema || kind == DbErrorKind::Other =>
-                {
-                    OutboxError::SchemaMissing {
-                        prefix: tables.prefix.clone(),
-                        source,
-                    }
-                }
-                other => other,
-            });
-        }
-    }
-    Ok(())
-}
-
-/// Inserts the partition rows that do not exist yet and returns the ids of
-/// all of them, keyed by (queue, partition number).
-async fn ensure_partitions(
-    db: &DatabaseConnection,
-    dialect: &dyn Dialect,
-    tables: &Tables,
-    queues: &[Queue],
-) -> Result<HashMap<(String, u32), i64>, OutboxError> {
-    let err = |e| crate::db_error(dialect, e);
-    let pairs: Vec<(String, u32)> = queues
-        .iter()
-        .flat_map(|q| (0..q.partitions).map(move |n| (q.name.clone(), n)))
-        .collect();
-    for chunk in pairs.chunks(ROWS_PER_STATEMENT) {
-        let mut insert = Query::insert();
-        insert
-            .into_table(tables.partition.clone())
-            .columns([Column::QueueName, Column::PartitionNo])
-            .on_conflict(
-                OnConflict::columns([Column::QueueName, Column::PartitionNo])
-                    .do_nothing_on([Column::QueueName])
-                    .to_owned(),
-            );
-        for (queue, n) in chunk {
-            insert
-                .values([Expr::val(queue.clone()), Expr::val(i64::from(*n))])
-                .map_err(|e| OutboxError::InvalidConfig(e.to_string()))?;
-        }
-        db.execute(&insert).await.map_err(err)?;
-    }
-    let select = Query::select()
-        .columns([Column::Id, Column::QueueName, Column::PartitionNo])
-        .from(tables.partition.clone())
-        .and_where(Expr::col(Column::QueueName).is_in(queues.iter().map(|q| q.name.clone())))
-        .to_owned();
-    let mut ids = HashMap::new();
-    for row in db.query_all(&select).await.map_err(err)? {
-        let id: i64 = row.try_get("", Column::Id.name()).map_err(err)?;
-        let queue: String = row.try_get("", Column::QueueName.name()).map_err(err)?;
-        let n: i32 = row.try_get("", Column::PartitionNo.name()).map_err(err)?;
-        ids.insert((queue, u32::try_from(n).unwrap_or(u32::MAX)), id);
-    }
-    Ok(ids)
-}
-
-impl OutboxSchema {
-    /// Shorthand for [`OutboxSchema::new`] on an `Arc`'d dialect.
-    pub fn for_dialect(dialect: Arc<dyn Dialect>) -> Self {
-        Self::from_arc(dialect)
-    }
-}
-
-/// The notification a producer-only instance sends with each enqueue.
-fn notify_on_enqueue(
-    dialect: &dyn Dialect,
-    prefix: &str,
-    run_workers: bool,
-) -> Option<sea_orm::Statement> {
-    if run_workers {
-        return None;
-    }
-    let sql = dialect.notify_sql()?;
-    Some(sea_orm::Statement::from_sql_and_values(
-        dialect.backend(),
-        sql,
-        [crate::wakeup::channel(prefix).into(), "i".into()],
-    ))
 }

@@ -10,46 +10,29 @@
 
 mod record;
 mod requeue;
-mod scope;
+pub(crate) mod scope;
 
 use std::time::Duration;
 
-use sea_orm::sea_query::extension::mysql::{IndexHintScope, MySqlSelectStatementExt};
-use sea_orm::sea_query::{
-    Alias, Cond, Expr, ExprTrait, Func, LockBehavior, Order, Query, SelectStatement,
-};
+use sea_orm::sea_query::{Alias, Cond, Expr, ExprTrait, Func, Order, Query};
 use sea_orm::{ConnectionTrait, TransactionTrait};
 use tracing::Instrument;
 
-use crate::admin::OutboxAdmin;
 use crate::column::Column;
 use crate::error::OutboxError;
+use crate::outbox::Outbox;
+use crate::outbox_admin::OutboxAdmin;
 
 pub use record::{DeadLetter, DeadLetterList, DeadLetterSummary};
 pub use requeue::Requeued;
 pub use scope::{DeadLetterPage, DeadLetterScope, DeadLetterStatus, MAX_DEAD_LETTER_BATCH};
 
 use record::{BODY_COLUMNS, NOW_COLUMN, SUMMARY_COLUMNS, parse_letter, parse_summary};
-use scope::{check_limit, claimable, finished, open};
+use scope::{check_limit, claimable, finished, lock_candidates, open};
 
 /// How many times a claim is tried again when another admin changed a
 /// candidate between reading and claiming it (only possible without row locks).
 const CLAIM_TRIES: usize = 5;
-
-/// Makes a candidate read a claim: locks the rows it returns with `SKIP
-/// LOCKED` where the backend has row locks, so a concurrent claimer skips
-/// them and takes the next ones.
-///
-/// On MySQL/MariaDB the read walks the primary key: planned through the
-/// scope index with a filesort, InnoDB would lock every matching row, not
-/// only the `LIMIT` returned, and a concurrent claimer would find nothing.
-/// The hint is MySQL syntax; the other backends' builders leave it out.
-pub(crate) fn lock_candidates(select: &mut SelectStatement, admin: &OutboxAdmin) {
-    if let Some(lock) = admin.dialect.partition_lock() {
-        select.force_index(Alias::new("PRIMARY"), IndexHintScope::All);
-        select.lock_with_behavior(lock, LockBehavior::SkipLocked);
-    }
-}
 
 /// The dead-letter API of one set of outbox tables.
 ///
@@ -260,7 +243,7 @@ impl DeadLetters {
             .cond_where(Cond::all().add(scope.condition(&now)).add(claimable(&now)))
             .order_by(Column::Id, Order::Asc)
             .limit(u64::from(limit));
-        lock_candidates(&mut select, a);
+        lock_candidates(&mut select, a.dialect.as_ref());
         let rows = txn.query_all(&select).await.map_err(err)?;
         let Some(first) = rows.first() else {
             txn.commit().await.map_err(err)?;
@@ -489,5 +472,19 @@ impl DeadLetters {
         }
         .instrument(span)
         .await
+    }
+}
+
+impl OutboxAdmin {
+    /// The dead-letter API.
+    pub fn dead_letters(&self) -> DeadLetters {
+        DeadLetters::new(self.clone())
+    }
+}
+
+impl Outbox {
+    /// The dead-letter API on this outbox's tables.
+    pub fn dead_letters(&self) -> DeadLetters {
+        self.admin().dead_letters()
     }
 }

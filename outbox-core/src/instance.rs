@@ -3,9 +3,9 @@
 use sea_orm::ConnectionTrait;
 use sea_orm::sea_query::{Alias, Order, Query};
 
-use crate::admin::OutboxAdmin;
 use crate::column::Column;
 use crate::error::OutboxError;
+use crate::outbox_admin::OutboxAdmin;
 
 /// One instance's heartbeat row.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

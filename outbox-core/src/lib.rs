@@ -76,7 +76,6 @@
 //!
 //! [sea-orm]: https://www.sea-ql.org/SeaORM/
 
-pub mod admin;
 mod builder;
 mod column;
 mod dead_letter;
@@ -90,6 +89,7 @@ mod message;
 pub mod metric;
 mod migration;
 mod outbox;
+mod outbox_admin;
 mod partition;
 mod profile;
 mod queue;
@@ -116,6 +116,19 @@ pub use outbox::Outbox;
 pub use partition::PartitionKey;
 pub use redact::{redact_secrets, redact_url};
 pub use transaction::OutboxTransaction;
+
+/// Administration: dead letters (list, requeue, discard), stats of queues
+/// and partitions, and the live instances, through [`OutboxAdmin`]
+/// (from [`OutboxHandle::admin`] or on a bare connection).
+pub mod admin {
+    pub use crate::dead_letter::{
+        DeadLetter, DeadLetterList, DeadLetterPage, DeadLetterScope, DeadLetterStatus,
+        DeadLetterSummary, DeadLetters, MAX_DEAD_LETTER_BATCH, Requeued,
+    };
+    pub use crate::instance::InstanceInfo;
+    pub use crate::outbox_admin::OutboxAdmin;
+    pub use crate::stats::{DeadLetterCounts, OutboxStats, PartitionStats, QueueStats};
+}
 
 /// Building and configuring an outbox: the builder, queues, worker
 /// profiles, the retry policy and the limits they are checked against.
@@ -191,7 +204,7 @@ pub use trace::*;
 #[doc(hidden)]
 pub use wakeup::{WakeupListener, channel as wakeup_channel};
 #[cfg(feature = "testing")]
-pub use worker::lease::Lease;
+pub use worker::leased::Lease;
 
 pub use sea_orm;
 pub use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr, TransactionError};

@@ -22,15 +22,12 @@
 //! [`OutboxBuilder::gauge_interval`]: crate::OutboxBuilder::gauge_interval
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use metrics::{Counter, Gauge, Histogram, Unit};
 
-use crate::dead_letter::DeadLetterStatus;
+use crate::dead_letter::scope::DeadLetterStatus;
 use crate::message::Batch;
-use crate::outbox::{Outbox, Shared};
-use crate::worker::Shutdown;
 use crate::worker::settlement::Settlement;
 
 /// Counter: messages written by `enqueue`/`enqueue_batch`. Counted when the
@@ -149,8 +146,9 @@ fn describe() {
     describe_gauge!(LIVE_INSTANCES, Unit::Count, "Live outbox instances.");
 }
 
-/// One queue's handles, registered once at start.
-struct QueueMetrics {
+/// One queue's handles, registered once at start. The gauges are set by
+/// the gauge task (`worker::gauges`).
+pub(crate) struct QueueMetrics {
     enqueued: Counter,
     delivered: Counter,
     retried: Counter,
@@ -160,12 +158,12 @@ struct QueueMetrics {
     handler_duration: Histogram,
     batch_size: Histogram,
     latency: Histogram,
-    backlog: Gauge,
-    oldest_age: Gauge,
-    dead_letters: [(DeadLetterStatus, Gauge); 4],
-    blocked: Gauge,
-    owned: Gauge,
-    live: Gauge,
+    pub(crate) backlog: Gauge,
+    pub(crate) oldest_age: Gauge,
+    pub(crate) dead_letters: [(DeadLetterStatus, Gauge); 4],
+    pub(crate) blocked: Gauge,
+    pub(crate) owned: Gauge,
+    pub(crate) live: Gauge,
 }
 
 impl QueueMetrics {
@@ -204,7 +202,7 @@ impl QueueMetrics {
 
 /// The metric handles of one outbox instance, per registered queue.
 pub(crate) struct Metrics {
-    queues: HashMap<String, QueueMetrics>,
+    pub(crate) queues: HashMap<String, QueueMetrics>,
 }
 
 impl Metrics {
@@ -293,47 +291,6 @@ pub(crate) fn requeued_all<'a>(queues: impl IntoIterator<Item = &'a str>) {
     for (queue, count) in counts {
         metrics::counter!(REQUEUED, "queue" => queue.to_owned()).increment(count);
     }
-}
-
-/// Reads the gauges every `interval` until stop.
-pub(crate) async fn run_gauges(shared: Arc<Shared>, interval: Duration, mut shutdown: Shutdown) {
-    let admin = Outbox {
-        shared: shared.clone(),
-    }
-    .admin();
-    while !shutdown.is_set() {
-        if let Err(err) = read_gauges(&shared, &admin).await {
-            tracing::debug!(error = %err, "outbox could not read its gauges; will try again");
-        }
-        shutdown.sleep(interval).await;
-    }
-}
-
-async fn read_gauges(
-    shared: &Shared,
-    admin: &crate::OutboxAdmin,
-) -> Result<(), crate::OutboxError> {
-    let live = shared.ownership.live_instances() as f64;
-    for (name, m) in &shared.metrics.queues {
-        m.owned.set(shared.ownership.held_by_this(name) as f64);
-        m.live.set(live);
-    }
-    let stats = admin.stats().await?;
-    for (name, m) in &shared.metrics.queues {
-        let Some(q) = stats.queue(name) else {
-            continue;
-        };
-        m.backlog.set((q.incoming + q.unprocessed) as f64);
-        m.oldest_age.set(
-            q.oldest_unprocessed_age_ms
-                .map_or(0.0, |ms| ms as f64 / 1000.0),
-        );
-        m.blocked.set(f64::from(q.blocked_partitions));
-        for (status, gauge) in &m.dead_letters {
-            gauge.set(q.dead_letters.get(*status) as f64);
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

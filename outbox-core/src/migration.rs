@@ -7,12 +7,12 @@ use async_trait::async_trait;
 use sea_orm::sea_query::{
     ColumnDef, Expr, ExprTrait, Index, IndexCreateStatement, Query, Table, TableCreateStatement,
 };
-use sea_orm::{ConnectionTrait, DbErr, Statement};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Statement};
 use sea_orm_migration::{MigrationName, MigrationTrait, SchemaManager};
 
 use crate::column::Column;
 use crate::dialect::{ColumnKind, Dialect};
-use crate::error::OutboxError;
+use crate::error::{DbErrorKind, OutboxError};
 use crate::table::Tables;
 
 /// The outbox schema for one dialect and table prefix.
@@ -402,6 +402,139 @@ impl MigrationTrait for AddColumns {
 
     fn use_transaction(&self) -> Option<bool> {
         Some(false)
+    }
+}
+
+impl OutboxSchema {
+    /// Shorthand for [`OutboxSchema::new`] on an `Arc`'d dialect.
+    pub fn for_dialect(dialect: Arc<dyn Dialect>) -> Self {
+        Self::from_arc(dialect)
+    }
+}
+
+/// Reads every column the workers use from every table, so a missing or old
+/// schema is reported at start rather than as a failing worker later.
+pub(crate) async fn check_schema(
+    db: &DatabaseConnection,
+    dialect: &dyn Dialect,
+    tables: &Tables,
+) -> Result<(), OutboxError> {
+    let probes: [(&sea_orm::sea_query::Alias, &[Column]); 6] = [
+        (
+            &tables.instance,
+            &[Column::Owner, Column::HeartbeatUntil, Column::Incarnation],
+        ),
+        (
+            &tables.partition,
+            &[
+                Column::Id,
+                Column::QueueName,
+                Column::PartitionNo,
+                Column::NextSeq,
+                Column::ProcessedSeq,
+                Column::Attempts,
+                Column::LastError,
+                Column::RetryAt,
+                Column::LeaseOwner,
+                Column::LeaseUntil,
+                Column::LeaseToken,
+            ],
+        ),
+        (
+            &tables.body,
+            &[
+                Column::MessageId,
+                Column::Payload,
+                Column::PayloadType,
+                Column::Headers,
+                Column::CreatedAt,
+            ],
+        ),
+        (
+            &tables.incoming,
+            &[Column::Id, Column::PartitionId, Column::MessageId],
+        ),
+        (
+            &tables.outgoing,
+            &[Column::PartitionId, Column::Seq, Column::MessageId],
+        ),
+        (
+            &tables.dead_letter,
+            &[
+                Column::Id,
+                Column::QueueName,
+                Column::PartitionNo,
+                Column::Seq,
+                Column::MessageId,
+                Column::Payload,
+                Column::PayloadType,
+                Column::Headers,
+                Column::CreatedAt,
+                Column::FailedAt,
+                Column::Attempts,
+                Column::LastError,
+                Column::Status,
+                Column::Deadline,
+                Column::CompletedAt,
+            ],
+        ),
+    ];
+    for (table, columns) in probes {
+        // Qualified names: SQLite reads an unknown double-quoted name on its
+        // own as a string literal, so `SELECT Column::LeaseToken` from a table
+        // without that column would succeed; `"table".Column::LeaseToken` fails.
+        let select = Query::select()
+            .columns(columns.iter().map(|column| (table.clone(), *column)))
+            .from(table.clone())
+            .and_where(Expr::val(1).eq(0))
+            .to_owned();
+        if let Err(source) = db.query_all(&select).await {
+            let err = crate::db_error(dialect, source);
+            return Err(match err {
+                OutboxError::Database { kind, source }
+                    if kind == DbErrorKind::MissingSchema || kind == DbErrorKind::Other =>
+                {
+                    OutboxError::SchemaMissing {
+                        prefix: tables.prefix.clone(),
+                        source,
+                    }
+                }
+                other => other,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Galera and multi-primary group replication take row locks on one node
+/// only (conflicts surface at commit, as certification failures), so two
+/// instances writing through two nodes could both hold a partition. One
+/// writer node is safe and a start-up check cannot see which node the other
+/// instances use: warn rather than refuse.
+pub(crate) async fn warn_if_multi_primary(db: &DatabaseConnection, dialect: &dyn Dialect) {
+    let Some(probe) = dialect.multi_primary_probe() else {
+        return;
+    };
+    let rows = match db
+        .query_all_raw(sea_orm::Statement::from_string(dialect.backend(), probe))
+        .await
+    {
+        Ok(rows) => rows,
+        Err(err) => {
+            tracing::debug!(error = %err, "outbox could not check for a multi-primary cluster");
+            return;
+        }
+    };
+    for row in rows {
+        let setting: String = row.try_get("", "Variable_name").unwrap_or_default();
+        let value: String = row.try_get("", "Value").unwrap_or_default();
+        tracing::warn!(
+            setting = %setting,
+            value = %value,
+            "outbox: this server is one of several primaries, whose row locks do not see each other; \
+             run every outbox instance against one writer node, or order per partition and \
+             transactional exactly-once can break (see the guide: Galera and multi-primary MySQL)"
+        );
     }
 }
 

@@ -1,15 +1,10 @@
 //! The producer side: enqueue inside the caller's transaction, then wake the workers.
 
 use std::collections::{HashMap, HashSet};
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use sea_orm::sea_query::{Expr, Query};
-use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DatabaseTransaction, SqliteTransactionMode,
-    TransactionError, TransactionOptions, TransactionTrait,
-};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, TransactionTrait};
 use tokio::sync::Notify;
 use tracing::Instrument;
 use uuid::Uuid;
@@ -20,12 +15,8 @@ use crate::error::{DbErrorKind, OutboxError};
 use crate::message::Message;
 use crate::partition::PartitionKey;
 use crate::queue::Queue;
-use crate::statement_limits::statement_chunks;
+use crate::statement_limits::{ROWS_PER_STATEMENT, statement_chunks};
 use crate::table::Tables;
-use crate::transaction::OutboxTransaction;
-
-/// Rows per multi-row INSERT; keeps every backend under its bind-parameter limit.
-pub(crate) const ROWS_PER_STATEMENT: usize = 1000;
 
 /// A registered queue and the database ids of its partition rows.
 pub(crate) struct QueueRuntime {
@@ -57,7 +48,7 @@ pub(crate) struct Shared {
     /// Partition row id → (queue, partition number), for every registered queue.
     pub(crate) partition_names: HashMap<i64, (String, u32)>,
     /// Live instances and the leases this one holds, per queue.
-    pub(crate) ownership: crate::worker::membership::Ownership,
+    pub(crate) ownership: crate::worker::ownership::Ownership,
     /// Lifecycle event subscribers.
     pub(crate) events: crate::event::EventHub,
     /// Metric handles per queue.
@@ -118,6 +109,23 @@ impl Shared {
     }
 }
 
+/// The notification a producer-only instance sends with each enqueue.
+pub(crate) fn notify_on_enqueue(
+    dialect: &dyn Dialect,
+    prefix: &str,
+    run_workers: bool,
+) -> Option<sea_orm::Statement> {
+    if run_workers {
+        return None;
+    }
+    let sql = dialect.notify_sql()?;
+    Some(sea_orm::Statement::from_sql_and_values(
+        dialect.backend(),
+        sql,
+        [crate::wakeup::channel(prefix).into(), "i".into()],
+    ))
+}
+
 /// The producer API: enqueue messages inside your own transactions.
 ///
 /// Cheap to clone; get one from [`OutboxHandle::outbox`](crate::OutboxHandle::outbox).
@@ -137,11 +145,6 @@ impl std::fmt::Debug for Outbox {
 }
 
 impl Outbox {
-    /// Starts configuring an outbox on `db`, speaking `dialect`.
-    pub fn builder(db: DatabaseConnection, dialect: impl Dialect) -> crate::OutboxBuilder {
-        crate::OutboxBuilder::new(db, Arc::new(dialect))
-    }
-
     /// Enqueues one message in `conn`'s transaction (or on its own, given a
     /// plain connection). The message exists if and only if that transaction
     /// commits. Returns the message id.
@@ -314,99 +317,6 @@ impl Outbox {
             other => other,
         }
     }
-
-    /// Runs `callback` in a transaction on the outbox's connection, commits,
-    /// and only then wakes the sequencer. Returns what the callback returned.
-    ///
-    /// The callback gets an [`OutboxTransaction`]: enqueue with
-    /// [`tx.enqueue`](OutboxTransaction::enqueue) and write your rows with it
-    /// as with any sea-orm connection. Return an error (for example with `?`:
-    /// [`OutboxError`] converts into `Box<dyn Error + Send + Sync>`, `anyhow`
-    /// and the like) to roll everything back.
-    ///
-    /// ```no_run
-    /// # use outbox_core::{Message, Outbox};
-    /// # use outbox_core::sea_orm::ConnectionTrait;
-    /// # type BoxError = Box<dyn std::error::Error + Send + Sync>;
-    /// # async fn example(outbox: &Outbox) -> Result<(), BoxError> {
-    /// let message_id = outbox
-    ///     .transaction(|tx| {
-    ///         Box::pin(async move {
-    ///             tx.execute_unprepared("INSERT INTO orders (customer) VALUES ('alice')")
-    ///                 .await?;
-    ///             let message = Message::json("OrderPlaced", &serde_json::json!({ "customer": "alice" }))?;
-    ///             Ok::<_, BoxError>(tx.enqueue("orders", "alice", message).await?)
-    ///         })
-    ///     })
-    ///     .await?;
-    /// # Ok(()) }
-    /// ```
-    ///
-    /// On SQLite the transaction begins with `BEGIN IMMEDIATE`: it waits (up
-    /// to the pool's busy timeout, 5 s by default in sqlx) for the single
-    /// write lock before the callback runs, so a callback that reads and then
-    /// writes cannot fail with "database is locked" because another writer
-    /// committed in between. Do the same in transactions you begin yourself
-    /// (`TransactionOptions::sqlite_transaction_mode`). Other backends begin
-    /// an ordinary transaction.
-    ///
-    /// # Errors
-    /// The callback's error (the transaction is rolled back), or a
-    /// connection/commit error.
-    ///
-    /// # Cancel safety
-    /// Dropped before the commit, the transaction is dropped and sea-orm
-    /// rolls it back: nothing is written. Dropped during the commit, the
-    /// commit may or may not land, and the workers are not woken (they find
-    /// the messages at their next poll).
-    pub async fn transaction<F, T, E>(&self, callback: F) -> Result<T, TransactionError<E>>
-    where
-        F: for<'c> FnOnce(
-                &'c OutboxTransaction,
-            ) -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>>
-            + Send,
-        T: Send,
-        E: std::fmt::Display + std::fmt::Debug + Send,
-    {
-        // On SQLite the transaction takes the write lock when it begins
-        // (`BEGIN IMMEDIATE`), so a callback that reads before it writes
-        // waits for the lock within the busy timeout rather than failing at
-        // once with "database is locked" (SQLITE_BUSY_SNAPSHOT) when another
-        // writer committed in between. Other backends ignore the setting.
-        let options = TransactionOptions {
-            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-            ..TransactionOptions::default()
-        };
-        let txn = self
-            .shared
-            .db
-            .begin_with_options(options)
-            .await
-            .map_err(TransactionError::Connection)?;
-        let tx = OutboxTransaction {
-            txn,
-            outbox: self.clone(),
-        };
-        let result = callback(&tx).await;
-        match result {
-            Ok(value) => {
-                tx.txn
-                    .commit()
-                    .await
-                    .map_err(TransactionError::Connection)?;
-                self.notify();
-                Ok(value)
-            }
-            Err(err) => {
-                tx.txn
-                    .rollback()
-                    .await
-                    .map_err(TransactionError::Connection)?;
-                Err(TransactionError::Transaction(err))
-            }
-        }
-    }
-
     /// Wakes the sequencer. Call it after committing a transaction that
     /// enqueued, never before: woken early it would find nothing and sleep
     /// until its next poll.

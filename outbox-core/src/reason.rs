@@ -88,7 +88,7 @@ mod tests {
     #[test]
     fn error_chain_joins_sources() {
         let inner = std::io::Error::other("disk full");
-        let outer = crate::OutboxError::Json(serde_json::Error::io(inner));
+        let outer = crate::error::OutboxError::Json(serde_json::Error::io(inner));
         let chain = error_chain(&outer);
         assert!(
             chain.starts_with("json payload could not be encoded or decoded: "),

@@ -1,6 +1,6 @@
-//! Changing a queue's partition count: the check at start that a shrink
-//! strands no message, and a warning when a growth may reorder a key's
-//! messages.
+//! A queue's partition rows: created at start ([`ensure_partitions`]), and
+//! the check at start that a shrink of the partition count strands no
+//! message, with a warning when a growth may reorder a key's messages.
 //!
 //! Partition rows are never deleted. A row at or above a queue's new count
 //! is left inert: nothing enqueues to it or processes it any more, and a
@@ -10,13 +10,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query};
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict, Query};
 use sea_orm::{ConnectionTrait, DatabaseConnection};
 
 use crate::column::Column;
 use crate::dialect::Dialect;
 use crate::error::OutboxError;
 use crate::queue::Queue;
+use crate::statement_limits::ROWS_PER_STATEMENT;
 use crate::table::Tables;
 
 /// One existing partition row.
@@ -131,4 +132,49 @@ async fn waiting_per_partition(
             (r.partition, u64::try_from(n).unwrap_or(0))
         })
         .collect())
+}
+
+/// Inserts the partition rows that do not exist yet and returns the ids of
+/// all of them, keyed by (queue, partition number).
+pub(crate) async fn ensure_partitions(
+    db: &DatabaseConnection,
+    dialect: &dyn Dialect,
+    tables: &Tables,
+    queues: &[Queue],
+) -> Result<HashMap<(String, u32), i64>, OutboxError> {
+    let err = |e| crate::db_error(dialect, e);
+    let pairs: Vec<(String, u32)> = queues
+        .iter()
+        .flat_map(|q| (0..q.partitions).map(move |n| (q.name.clone(), n)))
+        .collect();
+    for chunk in pairs.chunks(ROWS_PER_STATEMENT) {
+        let mut insert = Query::insert();
+        insert
+            .into_table(tables.partition.clone())
+            .columns([Column::QueueName, Column::PartitionNo])
+            .on_conflict(
+                OnConflict::columns([Column::QueueName, Column::PartitionNo])
+                    .do_nothing_on([Column::QueueName])
+                    .to_owned(),
+            );
+        for (queue, n) in chunk {
+            insert
+                .values([Expr::val(queue.clone()), Expr::val(i64::from(*n))])
+                .map_err(|e| OutboxError::InvalidConfig(e.to_string()))?;
+        }
+        db.execute(&insert).await.map_err(err)?;
+    }
+    let select = Query::select()
+        .columns([Column::Id, Column::QueueName, Column::PartitionNo])
+        .from(tables.partition.clone())
+        .and_where(Expr::col(Column::QueueName).is_in(queues.iter().map(|q| q.name.clone())))
+        .to_owned();
+    let mut ids = HashMap::new();
+    for row in db.query_all(&select).await.map_err(err)? {
+        let id: i64 = row.try_get("", Column::Id.name()).map_err(err)?;
+        let queue: String = row.try_get("", Column::QueueName.name()).map_err(err)?;
+        let n: i32 = row.try_get("", Column::PartitionNo.name()).map_err(err)?;
+        ids.insert((queue, u32::try_from(n).unwrap_or(u32::MAX)), id);
+    }
+    Ok(ids)
 }

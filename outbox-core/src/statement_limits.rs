@@ -1,6 +1,10 @@
 //! How large one statement may be on a backend, and splitting multi-row
 //! statements to fit.
 
+/// Rows per multi-row statement at most, whatever the limits allow: keeps
+/// statements and their plans small.
+pub(crate) const ROWS_PER_STATEMENT: usize = 1000;
+
 /// The most one statement may carry on a backend: bind parameters, and
 /// bytes of parameter data. Multi-row INSERTs (enqueue, dead letters,
 /// requeue) are split so that no statement exceeds either; a single row over

@@ -8,10 +8,11 @@ use sea_orm::{ConnectionTrait, DbErr, QueryResult};
 use serde::Serialize;
 use serde::ser::SerializeStruct;
 
-use crate::admin::OutboxAdmin;
 use crate::column::Column;
-use crate::dead_letter::DeadLetterStatus;
+use crate::dead_letter::scope::DeadLetterStatus;
 use crate::error::OutboxError;
+use crate::handle::OutboxHandle;
+use crate::outbox_admin::OutboxAdmin;
 
 /// Dead letters by status. A claim past its deadline counts as pending.
 ///
@@ -414,6 +415,55 @@ fn lookup<'a>(
 ) -> Option<&'a mut PartitionStats> {
     let (name, partition) = by_id.get(&id)?;
     queues.get_mut(name)?.get_mut(partition)
+}
+
+impl OutboxAdmin {
+    /// Stats of every queue that has partition rows or dead letters: backlog,
+    /// cursor, lease, retry state and dead letters by status, per partition.
+    /// Runs four grouped queries, however many partitions there are.
+    ///
+    /// # Errors
+    /// [`OutboxError::SchemaMissing`] when the tables do not exist;
+    /// [`OutboxError::Database`] otherwise.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: it only reads.
+    pub async fn stats(&self) -> Result<OutboxStats, OutboxError> {
+        collect(self, None).await
+    }
+
+    /// [`OutboxAdmin::stats`] restricted to one queue: `queues` holds that
+    /// queue alone.
+    ///
+    /// # Errors
+    /// [`OutboxError::UnknownQueue`] when the tables hold neither a partition
+    /// row nor a dead letter of `queue` (a typo, or a queue no instance has
+    /// registered yet); otherwise as [`OutboxAdmin::stats`].
+    ///
+    /// # Cancel safety
+    /// Cancel safe: it only reads.
+    pub async fn queue_stats(&self, queue: &str) -> Result<OutboxStats, OutboxError> {
+        let stats = collect(self, Some(queue)).await?;
+        if stats.queue(queue).is_none() {
+            return Err(OutboxError::UnknownQueue {
+                queue: queue.to_owned(),
+            });
+        }
+        Ok(stats)
+    }
+}
+
+impl OutboxHandle {
+    /// Stats of every queue in this outbox's tables (see [`OutboxAdmin::stats`]).
+    ///
+    /// # Errors
+    /// As [`OutboxAdmin::stats`].
+    ///
+    /// # Cancel safety
+    /// Cancel safe: it only reads.
+    pub async fn stats(&self) -> Result<OutboxStats, OutboxError> {
+        self.outbox().admin().stats().await
+    }
 }
 
 #[cfg(test)]

@@ -1,10 +1,13 @@
 //! The transaction [`Outbox::transaction`] hands its callback: the database
 //! transaction and the outbox to enqueue with, in one value.
 
+use std::future::Future;
 use std::ops::Deref;
+use std::pin::Pin;
 
 use sea_orm::{
-    ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, ExecResult, QueryResult, Statement,
+    ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, ExecResult, QueryResult,
+    SqliteTransactionMode, Statement, TransactionError, TransactionOptions, TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -130,5 +133,99 @@ impl ConnectionTrait for OutboxTransaction {
 
     fn is_mock_connection(&self) -> bool {
         self.txn.is_mock_connection()
+    }
+}
+
+impl Outbox {
+    /// Runs `callback` in a transaction on the outbox's connection, commits,
+    /// and only then wakes the sequencer. Returns what the callback returned.
+    ///
+    /// The callback gets an [`OutboxTransaction`]: enqueue with
+    /// [`tx.enqueue`](OutboxTransaction::enqueue) and write your rows with it
+    /// as with any sea-orm connection. Return an error (for example with `?`:
+    /// [`OutboxError`] converts into `Box<dyn Error + Send + Sync>`, `anyhow`
+    /// and the like) to roll everything back.
+    ///
+    /// ```no_run
+    /// # use outbox_core::{Message, Outbox};
+    /// # use outbox_core::sea_orm::ConnectionTrait;
+    /// # type BoxError = Box<dyn std::error::Error + Send + Sync>;
+    /// # async fn example(outbox: &Outbox) -> Result<(), BoxError> {
+    /// let message_id = outbox
+    ///     .transaction(|tx| {
+    ///         Box::pin(async move {
+    ///             tx.execute_unprepared("INSERT INTO orders (customer) VALUES ('alice')")
+    ///                 .await?;
+    ///             let message = Message::json("OrderPlaced", &serde_json::json!({ "customer": "alice" }))?;
+    ///             Ok::<_, BoxError>(tx.enqueue("orders", "alice", message).await?)
+    ///         })
+    ///     })
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// On SQLite the transaction begins with `BEGIN IMMEDIATE`: it waits (up
+    /// to the pool's busy timeout, 5 s by default in sqlx) for the single
+    /// write lock before the callback runs, so a callback that reads and then
+    /// writes cannot fail with "database is locked" because another writer
+    /// committed in between. Do the same in transactions you begin yourself
+    /// (`TransactionOptions::sqlite_transaction_mode`). Other backends begin
+    /// an ordinary transaction.
+    ///
+    /// # Errors
+    /// The callback's error (the transaction is rolled back), or a
+    /// connection/commit error.
+    ///
+    /// # Cancel safety
+    /// Dropped before the commit, the transaction is dropped and sea-orm
+    /// rolls it back: nothing is written. Dropped during the commit, the
+    /// commit may or may not land, and the workers are not woken (they find
+    /// the messages at their next poll).
+    pub async fn transaction<F, T, E>(&self, callback: F) -> Result<T, TransactionError<E>>
+    where
+        F: for<'c> FnOnce(
+                &'c OutboxTransaction,
+            ) -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>>
+            + Send,
+        T: Send,
+        E: std::fmt::Display + std::fmt::Debug + Send,
+    {
+        // On SQLite the transaction takes the write lock when it begins
+        // (`BEGIN IMMEDIATE`), so a callback that reads before it writes
+        // waits for the lock within the busy timeout rather than failing at
+        // once with "database is locked" (SQLITE_BUSY_SNAPSHOT) when another
+        // writer committed in between. Other backends ignore the setting.
+        let options = TransactionOptions {
+            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+            ..TransactionOptions::default()
+        };
+        let txn = self
+            .shared
+            .db
+            .begin_with_options(options)
+            .await
+            .map_err(TransactionError::Connection)?;
+        let tx = OutboxTransaction {
+            txn,
+            outbox: self.clone(),
+        };
+        let result = callback(&tx).await;
+        match result {
+            Ok(value) => {
+                tx.txn
+                    .commit()
+                    .await
+                    .map_err(TransactionError::Connection)?;
+                self.notify();
+                Ok(value)
+            }
+            Err(err) => {
+                tx.txn
+                    .rollback()
+                    .await
+                    .map_err(TransactionError::Connection)?;
+                Err(TransactionError::Transaction(err))
+            }
+        }
     }
 }

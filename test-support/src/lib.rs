@@ -19,6 +19,10 @@
 //! }
 //! ```
 
+pub mod wait;
+
+pub use wait::{PATIENCE, eventually, poll_until, wait_for, wait_until};
+
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};

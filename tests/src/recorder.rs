@@ -1,9 +1,9 @@
 //! A handler that records what it receives, and waiting on conditions.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use outbox_core::{Batch, BatchResult, LeasedHandler};
+pub use outbox_test_support::{poll_until, wait_until};
 
 /// One delivery as a handler saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,39 +96,5 @@ impl LeasedHandler for Recorder {
     async fn handle(&self, batch: &Batch) -> BatchResult {
         self.record(batch);
         BatchResult::success()
-    }
-}
-
-/// Polls `condition` every 20 ms until it holds or `timeout` passes; returns
-/// whether it held.
-pub async fn wait_until<F: FnMut() -> bool>(timeout: Duration, mut condition: F) -> bool {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if condition() {
-            return true;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Polls the async `condition` every 50 ms until it holds (`true`) or
-/// `timeout` passes (`false`).
-pub async fn poll_until<F, Fut>(timeout: Duration, mut condition: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if condition().await {
-            return true;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

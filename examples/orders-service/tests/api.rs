@@ -20,7 +20,7 @@ use outbox_core::{
 use support::database::{Backend, TestDatabase};
 use support::http;
 use support::service::Service;
-use support::{admin, wait_until};
+use support::{admin, wait_for};
 
 const ORDER: &str = r#"{"customer":"c1","items":[{"sku":"s1","qty":2}],"total_cents":1200}"#;
 
@@ -110,7 +110,7 @@ async fn malformed_orders_get_400_with_a_json_error_and_write_nothing() {
     // Only the valid order has a row; its message was relayed (to the log).
     assert_eq!(db.count_orders().await, 1);
     let message_id = json["message_id"].as_str().unwrap().to_owned();
-    wait_until(
+    wait_for(
         "the order's message in the log",
         Duration::from_secs(30),
         || async { service.logged(&["relayed to log", &message_id]) },
@@ -154,7 +154,7 @@ async fn make_dead_letter(db: &TestDatabase) -> uuid::Uuid {
         .expect("enqueue");
     outbox.notify();
     let letters = outbox.dead_letters();
-    wait_until(
+    wait_for(
         "the message to be dead-lettered",
         Duration::from_secs(30),
         || async { letters.count(&DeadLetterScope::all()).await.expect("count") == 1 },
@@ -241,7 +241,7 @@ async fn admin_endpoints(backend: Backend) {
         "requeued twice",
     );
     let needle = message_id.to_string();
-    wait_until(
+    wait_for(
         "the requeued message in the log",
         Duration::from_secs(30),
         || async { service.logged(&["relayed to log", &needle]) },
@@ -284,7 +284,7 @@ async fn sigterm_drains_and_exits_zero() {
     let mut service = Service::start(&env).await;
     // Orders in flight when the signal comes.
     let load = support::load::Load::start(service.addr, 4, 25);
-    wait_until("some orders placed", Duration::from_secs(30), || async {
+    wait_for("some orders placed", Duration::from_secs(30), || async {
         load.confirmed() >= 20
     })
     .await;
@@ -309,7 +309,7 @@ async fn sigterm_drains_and_exits_zero() {
     let mut service = Service::start(&env).await;
     load.redirect(service.addr);
     let posted = load.finish().await;
-    wait_until("the backlog to drain", Duration::from_secs(30), || async {
+    wait_for("the backlog to drain", Duration::from_secs(30), || async {
         admin::backlog(service.addr).await == 0
     })
     .await;

@@ -22,7 +22,7 @@ use support::database::{Backend, TestDatabase};
 use support::load::{Load, Posted};
 use support::nats::{self, PrivateServer, StreamNames};
 use support::service::Service;
-use support::{admin, wait_until};
+use support::{admin, wait_for};
 
 const CUSTOMERS: usize = 5;
 const PER_CUSTOMER: usize = 40;
@@ -58,7 +58,7 @@ async fn settle_and_check(
         .iter()
         .filter(|p| matches!(p.outcome, support::load::Outcome::Confirmed { .. }))
         .count() as u64;
-    wait_until(
+    wait_for(
         "the outbox to relay every order",
         Duration::from_secs(120),
         || async {
@@ -145,7 +145,7 @@ async fn relay_killed_mid_stream(backend: Backend) {
     let mut first = Service::start(&env).await;
 
     let load = Load::start(first.addr, CUSTOMERS, PER_CUSTOMER);
-    wait_until(
+    wait_for(
         "a third of the orders on the stream",
         Duration::from_secs(60),
         || async { nats::count(&nats, &names.stream).await >= (ORDERS / 3) as u64 },
@@ -207,7 +207,7 @@ async fn a_broker_restart_mid_stream_loses_and_duplicates_nothing() {
     // are on the stream.
     let half = PER_CUSTOMER / 2;
     let before = Load::start_range(service.addr, CUSTOMERS, 0..half);
-    wait_until(
+    wait_for(
         "a third of the first half on the stream",
         Duration::from_secs(60),
         || async { nats::count(&nats, &names.stream).await >= (CUSTOMERS * half / 3) as u64 },

@@ -15,7 +15,7 @@ use std::time::Duration;
 use support::database::{Backend, TestDatabase};
 use support::http;
 use support::service::Service;
-use support::wait_until;
+use support::wait_for;
 
 const ORDERS: usize = 25;
 
@@ -70,7 +70,7 @@ async fn burst_moves_the_counters_by_exactly_the_orders(backend: Backend) {
         );
     }
     let addr = service.addr;
-    wait_until(
+    wait_for(
         "every order is delivered",
         Duration::from_secs(60),
         || async move {

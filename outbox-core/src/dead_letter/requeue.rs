@@ -9,12 +9,11 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::record::message_id;
-use super::scope::{DeadLetterScope, DeadLetterStatus, claimable};
-use crate::admin::OutboxAdmin;
+use super::scope::{DeadLetterScope, DeadLetterStatus, claimable, lock_candidates};
 use crate::column::Column;
 use crate::error::{DbErrorKind, OutboxError};
-use crate::outbox::ROWS_PER_STATEMENT;
-use crate::statement_limits::statement_chunks;
+use crate::outbox_admin::OutboxAdmin;
+use crate::statement_limits::{ROWS_PER_STATEMENT, statement_chunks};
 
 /// A dead letter put back into its queue.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -115,7 +114,7 @@ pub(super) async fn run(
         .cond_where(Cond::all().add(scope.condition(&now)).add(claimable(&now)))
         .order_by(Column::Id, Order::Asc)
         .limit(u64::from(limit));
-    super::lock_candidates(&mut select, admin);
+    lock_candidates(&mut select, admin.dialect.as_ref());
     let mut candidates = Vec::new();
     let mut seen = HashSet::new();
     for row in txn.query_all(&select).await.map_err(err)? {

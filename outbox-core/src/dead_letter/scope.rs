@@ -4,9 +4,11 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::str::FromStr;
 
-use sea_orm::sea_query::{Cond, Condition, Expr, ExprTrait};
+use sea_orm::sea_query::extension::mysql::{IndexHintScope, MySqlSelectStatementExt};
+use sea_orm::sea_query::{Alias, Cond, Condition, Expr, ExprTrait, LockBehavior, SelectStatement};
 
 use crate::column::Column;
+use crate::dialect::Dialect;
 use crate::error::OutboxError;
 
 /// Most ids one scope may name, and most letters one page or one claim holds.
@@ -344,6 +346,21 @@ pub(crate) fn check_limit(limit: u32, what: &str) -> Result<(), OutboxError> {
         Err(OutboxError::InvalidScope(format!(
             "{what} is {limit}; use 1 to {MAX_DEAD_LETTER_BATCH}"
         )))
+    }
+}
+
+/// Makes a candidate read a claim: locks the rows it returns with `SKIP
+/// LOCKED` where the backend has row locks, so a concurrent claimer skips
+/// them and takes the next ones.
+///
+/// On MySQL/MariaDB the read walks the primary key: planned through the
+/// scope index with a filesort, InnoDB would lock every matching row, not
+/// only the `LIMIT` returned, and a concurrent claimer would find nothing.
+/// The hint is MySQL syntax; the other backends' builders leave it out.
+pub(crate) fn lock_candidates(select: &mut SelectStatement, dialect: &dyn Dialect) {
+    if let Some(lock) = dialect.partition_lock() {
+        select.force_index(Alias::new("PRIMARY"), IndexHintScope::All);
+        select.lock_with_behavior(lock, LockBehavior::SkipLocked);
     }
 }
 

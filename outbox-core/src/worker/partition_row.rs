@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, LockBehavior, Order, Query};
 use sea_orm::{ConnectionTrait, QueryResult};
 use uuid::Uuid;
@@ -10,8 +12,9 @@ use uuid::Uuid;
 use crate::column::Column;
 use crate::error::OutboxError;
 use crate::message::{Batch, Delivery};
-use crate::outbox::{ROWS_PER_STATEMENT, Shared};
+use crate::outbox::Shared;
 use crate::reason::stored_reason;
+use crate::statement_limits::ROWS_PER_STATEMENT;
 use crate::statement_limits::statement_chunks;
 use crate::worker::settlement::Settlement;
 
@@ -289,4 +292,31 @@ async fn insert_dead_letters<C: ConnectionTrait>(
             .map_err(|e| shared.db_error(e))?;
     }
     Ok(())
+}
+
+/// A lease this instance holds on a partition.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HeldLease {
+    pub(crate) token: i64,
+    /// When the lease runs out, on this process's clock (measured from just
+    /// before the statement that took or extended it, so never late).
+    pub(crate) expires: Instant,
+    /// The partition row as this holder last wrote it: while the lease is
+    /// held nobody else writes the cursor, attempts or retry time, so the
+    /// next batch is read without reading the row first.
+    pub(crate) processed_seq: i64,
+    pub(crate) attempts: u32,
+    pub(crate) retry_until: Option<Instant>,
+}
+
+impl HeldLease {
+    pub(crate) fn from_state(state: &PartitionState, taken_at: Instant, lease: Duration) -> Self {
+        Self {
+            token: state.lease_token,
+            expires: taken_at + lease,
+            processed_seq: state.processed_seq,
+            attempts: state.attempts,
+            retry_until: state.backoff().map(|delay| taken_at + delay),
+        }
+    }
 }

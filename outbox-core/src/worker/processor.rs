@@ -1,5 +1,5 @@
 //! One task per partition: waits for work, hands batches to the handler,
-//! advances the cursor. Transactional mode lives here; leased mode in `lease`.
+//! advances the cursor. Transactional mode lives here; leased mode in `leased`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,12 +14,13 @@ use crate::handler::TransactionalHandler;
 use crate::message::Batch;
 use crate::outbox::Shared;
 use crate::queue::{Mode, Queue};
+use crate::worker::config::WorkerConfig;
 use crate::worker::guard::guarded;
-use crate::worker::lease::HeldLease;
+use crate::worker::partition_row::HeldLease;
 use crate::worker::partition_row::{self, Fence, PartitionState};
+use crate::worker::settlement::Unsettled;
 use crate::worker::settlement::{Narrowing, Settlement, settle, settle_lost_writes};
-use crate::worker::unrecorded::Unsettled;
-use crate::worker::{Shutdown, WorkerConfig, error_backoff};
+use crate::worker::shutdown::{Shutdown, error_backoff};
 
 /// What one step of a processor did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +56,32 @@ pub(crate) struct PartitionWorker {
 }
 
 impl PartitionWorker {
+    /// The processor of partition `partition` (row `partition_id`) of
+    /// `queue`, holding no lease yet.
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        queue: Queue,
+        partition: u32,
+        partition_id: i64,
+        wake: Arc<Notify>,
+        shutdown: Shutdown,
+        config: WorkerConfig,
+    ) -> Self {
+        Self {
+            shared,
+            queue,
+            partition,
+            partition_id,
+            wake,
+            shutdown,
+            config,
+            lease: None,
+            narrowing: Narrowing::default(),
+            unsettled: None,
+            unrecorded: 0,
+        }
+    }
+
     /// Runs until stop; the batch in flight when stop is requested finishes.
     pub(crate) async fn run(mut self) {
         let mut errors = 0;
@@ -140,7 +167,11 @@ impl PartitionWorker {
         }
     }
 
-    pub(crate) fn batch(&self, state: &PartitionState, messages: Vec<crate::Delivery>) -> Batch {
+    pub(crate) fn batch(
+        &self,
+        state: &PartitionState,
+        messages: Vec<crate::message::Delivery>,
+    ) -> Batch {
         let span = tracing::Span::current();
         if let Some(first) = messages.first() {
             span.record("seq", first.seq);

@@ -12,8 +12,10 @@ use tracing::Instrument;
 
 use crate::column::Column;
 use crate::error::OutboxError;
-use crate::outbox::{ROWS_PER_STATEMENT, Shared};
-use crate::worker::{Shutdown, WorkerConfig, error_backoff};
+use crate::outbox::Shared;
+use crate::statement_limits::ROWS_PER_STATEMENT;
+use crate::worker::config::WorkerConfig;
+use crate::worker::shutdown::{Shutdown, error_backoff};
 
 /// How many times one pass looks past partitions held elsewhere.
 const LOOK_PAST_ROUNDS: u32 = 3;
@@ -88,6 +90,14 @@ pub(crate) struct Sequencer {
 }
 
 impl Sequencer {
+    pub(crate) fn new(shared: Arc<Shared>, config: WorkerConfig, shutdown: Shutdown) -> Self {
+        Self {
+            shared,
+            config,
+            shutdown,
+        }
+    }
+
     /// Runs until stop. Woken after commits; polls every `poll_interval`, and
     /// on each poll also wakes the processors of partitions with work (which
     /// covers messages sequenced by other instances and lost wakeups).
@@ -397,7 +407,7 @@ impl Sequencer {
                     .filter_map(|(_, partition_id, seq, message_id)| {
                         let (queue, partition) = shared.partition_names.get(partition_id)?;
                         Some(crate::Event {
-                            kind: crate::EventKind::Sequenced,
+                            kind: crate::event::EventKind::Sequenced,
                             queue: queue.clone(),
                             partition: *partition,
                             seq: *seq,

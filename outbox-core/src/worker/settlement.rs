@@ -58,7 +58,7 @@ impl Settlement {
 impl Settlement {
     /// The events this settlement stands for, once written.
     pub(crate) fn events(&self, batch: &Batch) -> Vec<Event> {
-        let event = |kind, message: &crate::Delivery| Event {
+        let event = |kind, message: &crate::message::Delivery| Event {
             kind,
             queue: batch.queue.clone(),
             partition: batch.partition,
@@ -295,6 +295,14 @@ impl Narrowing {
             self.narrowed = Some((limit, until));
         }
     }
+}
+
+/// A leased handler's outcome whose write failed, waiting to be written.
+pub(crate) struct Unsettled {
+    pub(crate) batch: Batch,
+    pub(crate) settlement: Settlement,
+    /// The cursor the outcome was decided from.
+    pub(crate) processed_before: i64,
 }
 
 #[cfg(test)]

@@ -12,17 +12,8 @@ use crate::error::OutboxError;
 use crate::message::Batch;
 use crate::outbox::Shared;
 use crate::reason::{error_chain, stored_reason};
-use crate::worker::error_backoff;
 use crate::worker::processor::{PartitionWorker, Step};
-use crate::worker::settlement::Settlement;
-
-/// A leased handler's outcome whose write failed, waiting to be written.
-pub(crate) struct Unsettled {
-    pub(crate) batch: Batch,
-    pub(crate) settlement: Settlement,
-    /// The cursor the outcome was decided from.
-    pub(crate) processed_before: i64,
-}
+use crate::worker::shutdown::error_backoff;
 
 impl PartitionWorker {
     /// After a failed write of `batch`'s outcome: counts the failure, writes

@@ -11,7 +11,8 @@ use tracing::Instrument;
 use crate::column::Column;
 use crate::error::OutboxError;
 use crate::outbox::Shared;
-use crate::worker::{Shutdown, WorkerConfig, error_backoff};
+use crate::worker::config::WorkerConfig;
+use crate::worker::shutdown::{Shutdown, error_backoff};
 
 /// The vacuum of one outbox instance.
 pub(crate) struct Vacuum {
@@ -23,6 +24,15 @@ pub(crate) struct Vacuum {
 }
 
 impl Vacuum {
+    pub(crate) fn new(shared: Arc<Shared>, config: WorkerConfig, shutdown: Shutdown) -> Self {
+        Self {
+            shared,
+            config,
+            shutdown,
+            vacuumed: HashMap::new(),
+        }
+    }
+
     /// Runs a pass every `vacuum_interval` until stop.
     pub(crate) async fn run(mut self) {
         let mut errors = 0;

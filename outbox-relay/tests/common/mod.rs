@@ -7,7 +7,6 @@
 )]
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,6 +19,7 @@ use outbox_core::{
 use outbox_sqlite::SqliteDialect;
 use uuid::Uuid;
 
+pub use outbox_test_support::wait_for;
 use outbox_test_support::{Server, available};
 
 /// Writes a line straight to the process's stderr (the harness captures
@@ -51,26 +51,6 @@ pub fn skip(test: &str, url: &str, err: impl std::fmt::Display) {
 /// A random suffix for this test's stream, subjects, queues and exchanges.
 pub fn suffix() -> String {
     Uuid::new_v4().simple().to_string()[..12].to_owned()
-}
-
-/// Waits until `condition` holds, checking every 50 ms, or panics after
-/// `limit` with `what`.
-pub async fn wait_for<F, Fut>(what: &str, limit: Duration, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        if condition().await {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// A migrated outbox database in a temporary SQLite file, removed on drop.

@@ -35,6 +35,7 @@ use self::load::{Load, LoadPlan, SideWriter, create_ledger, drop_tables};
 use self::schedule::{FailureSchedule, coin, seed};
 use crate::cases::process::{Workers, create_side_table, now_us, spawn_worker_with};
 use crate::{Backend, Recorder, TestDb};
+use outbox_test_support::wait_for;
 
 /// Whether the long variants run (`OUTBOX_FAULT_LONG=1`).
 fn long() -> bool {
@@ -43,22 +44,6 @@ fn long() -> bool {
 
 /// How long a case waits for its backlog to drain after the fault.
 const DRAIN: Duration = Duration::from_secs(120);
-
-/// Polls `condition` every 50 ms until it holds; panics naming `what` after `patience`.
-async fn wait_for<F, Fut>(what: &str, patience: Duration, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + patience;
-    while !condition().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {patience:?} waiting until {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 async fn side_count(db: &TestDb, filter: &str) -> i64 {
     db.scalar(&format!(

@@ -28,6 +28,8 @@ mod transactional;
 mod vacuum;
 mod wakeup;
 
+pub(crate) use outbox_test_support::{PATIENCE, eventually};
+
 pub use batch_failure::{
     batch_reject_dead_letters_only_the_failing_message,
     batch_retry_charges_only_the_failing_message,
@@ -110,25 +112,3 @@ pub use wakeup::{
     quick_polls_after_activity_see_another_instances_commit,
     quick_polls_after_start_see_another_instances_commit,
 };
-
-use std::time::Duration;
-
-/// How long a case waits for a condition before failing.
-pub(crate) const PATIENCE: Duration = Duration::from_secs(60);
-
-/// Polls the async `condition` every 20 ms until it holds; panics naming
-/// `what` if it does not within [`PATIENCE`].
-pub(crate) async fn eventually<F, Fut>(what: &str, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while !condition().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting until {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}

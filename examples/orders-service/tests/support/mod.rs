@@ -12,30 +12,11 @@ pub mod load;
 pub mod nats;
 pub mod service;
 
-use std::time::{Duration, Instant};
-
-pub use outbox_test_support::skip;
+pub use outbox_test_support::{skip, wait_for};
 
 /// A short random suffix for names no other test uses.
 pub fn suffix() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
-}
-
-/// Polls `condition` every 50 ms until it holds; panics with `what` (and
-/// whatever `context` says) after `deadline`.
-pub async fn wait_until<F, Fut>(what: &str, deadline: Duration, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    while !condition().await {
-        assert!(
-            start.elapsed() < deadline,
-            "timed out after {deadline:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// A free TCP port on 127.0.0.1 (bound, read, released).

@@ -16,37 +16,10 @@ use crate::handler::{BatchResult, LeasedHandler};
 use crate::outbox::Outbox;
 use crate::outbox::Shared;
 use crate::worker::guard::guarded;
-use crate::worker::partition_row::{self, Fence, PartitionState};
+use crate::worker::partition_row::{self, Fence, HeldLease, PartitionState};
 use crate::worker::processor::{PartitionWorker, Step, step_after};
+use crate::worker::settlement::Unsettled;
 use crate::worker::settlement::settle;
-use crate::worker::unrecorded::Unsettled;
-
-/// A lease this instance holds on a partition.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct HeldLease {
-    pub(crate) token: i64,
-    /// When the lease runs out, on this process's clock (measured from just
-    /// before the statement that took or extended it, so never late).
-    pub(crate) expires: Instant,
-    /// The partition row as this holder last wrote it: while the lease is
-    /// held nobody else writes the cursor, attempts or retry time, so the
-    /// next batch is read without reading the row first.
-    pub(crate) processed_seq: i64,
-    pub(crate) attempts: u32,
-    pub(crate) retry_until: Option<Instant>,
-}
-
-impl HeldLease {
-    fn from_state(state: &PartitionState, taken_at: Instant, lease: Duration) -> Self {
-        Self {
-            token: state.lease_token,
-            expires: taken_at + lease,
-            processed_seq: state.processed_seq,
-            attempts: state.attempts,
-            retry_until: state.backoff().map(|delay| taken_at + delay),
-        }
-    }
-}
 
 fn millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX / 2)
@@ -371,7 +344,7 @@ impl PartitionWorker {
 
     async fn persist_in_transaction(
         &self,
-        batch: &crate::Batch,
+        batch: &crate::message::Batch,
         settlement: &crate::worker::settlement::Settlement,
         fence: &Fence,
     ) -> Result<bool, OutboxError> {
@@ -454,7 +427,7 @@ impl PartitionWorker {
     async fn run_under_lease(
         &mut self,
         handler: &dyn LeasedHandler,
-        batch: &crate::Batch,
+        batch: &crate::message::Batch,
         mut held: HeldLease,
     ) -> Result<Option<BatchResult>, OutboxError> {
         let shared = self.shared.clone();

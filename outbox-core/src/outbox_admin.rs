@@ -1,25 +1,18 @@
-//! Administration: dead letters, stats and live instances, from a started
-//! outbox ([`OutboxHandle::admin`]) or from a bare connection (the `outbox`
-//! command-line tool), through [`OutboxAdmin`].
+//! [`OutboxAdmin`]: the connection, dialect and tables that dead-letter,
+//! stats and instance code work on, from a started outbox
+//! ([`OutboxHandle::admin`]) or from a bare connection (the `outbox`
+//! command-line tool). Its dead-letter methods are in `dead_letter`, its
+//! stats in `stats`, its instance list in `instance`.
 
 use std::sync::Arc;
 
 use sea_orm::{DatabaseConnection, DbErr};
 
-pub use crate::dead_letter::DeadLetters;
 use crate::dialect::Dialect;
 use crate::error::{DbErrorKind, OutboxError};
 use crate::handle::OutboxHandle;
 use crate::outbox::Outbox;
-pub use crate::stats::OutboxStats;
 use crate::table::Tables;
-
-pub use crate::dead_letter::{
-    DeadLetter, DeadLetterList, DeadLetterPage, DeadLetterScope, DeadLetterStatus,
-    DeadLetterSummary, MAX_DEAD_LETTER_BATCH, Requeued,
-};
-pub use crate::instance::InstanceInfo;
-pub use crate::stats::{DeadLetterCounts, PartitionStats, QueueStats};
 
 /// Dead-letter administration and stats for one database and table prefix.
 ///
@@ -103,45 +96,6 @@ impl OutboxAdmin {
         })
     }
 
-    /// The dead-letter API.
-    pub fn dead_letters(&self) -> DeadLetters {
-        DeadLetters::new(self.clone())
-    }
-
-    /// Stats of every queue that has partition rows or dead letters: backlog,
-    /// cursor, lease, retry state and dead letters by status, per partition.
-    /// Runs four grouped queries, however many partitions there are.
-    ///
-    /// # Errors
-    /// [`OutboxError::SchemaMissing`] when the tables do not exist;
-    /// [`OutboxError::Database`] otherwise.
-    ///
-    /// # Cancel safety
-    /// Cancel safe: it only reads.
-    pub async fn stats(&self) -> Result<OutboxStats, OutboxError> {
-        crate::stats::collect(self, None).await
-    }
-
-    /// [`OutboxAdmin::stats`] restricted to one queue: `queues` holds that
-    /// queue alone.
-    ///
-    /// # Errors
-    /// [`OutboxError::UnknownQueue`] when the tables hold neither a partition
-    /// row nor a dead letter of `queue` (a typo, or a queue no instance has
-    /// registered yet); otherwise as [`OutboxAdmin::stats`].
-    ///
-    /// # Cancel safety
-    /// Cancel safe: it only reads.
-    pub async fn queue_stats(&self, queue: &str) -> Result<OutboxStats, OutboxError> {
-        let stats = crate::stats::collect(self, Some(queue)).await?;
-        if stats.queue(queue).is_none() {
-            return Err(OutboxError::UnknownQueue {
-                queue: queue.to_owned(),
-            });
-        }
-        Ok(stats)
-    }
-
     /// The table prefix.
     pub fn table_prefix(&self) -> &str {
         &self.tables.prefix
@@ -181,11 +135,6 @@ impl Outbox {
             outbox: Some(self.clone()),
         }
     }
-
-    /// The dead-letter API on this outbox's tables.
-    pub fn dead_letters(&self) -> DeadLetters {
-        self.admin().dead_letters()
-    }
 }
 
 impl OutboxHandle {
@@ -194,16 +143,5 @@ impl OutboxHandle {
     /// sequencer. Cheap: it shares the connection pool.
     pub fn admin(&self) -> OutboxAdmin {
         self.outbox().admin()
-    }
-
-    /// Stats of every queue in this outbox's tables (see [`OutboxAdmin::stats`]).
-    ///
-    /// # Errors
-    /// As [`OutboxAdmin::stats`].
-    ///
-    /// # Cancel safety
-    /// Cancel safe: it only reads.
-    pub async fn stats(&self) -> Result<OutboxStats, OutboxError> {
-        self.outbox().admin().stats().await
     }
 }
