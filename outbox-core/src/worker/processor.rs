@@ -151,6 +151,11 @@ impl PartitionWorker {
     /// One step: lock or lease the partition, hand one batch to the handler,
     /// record the outcome.
     pub(crate) async fn run_once(&mut self) -> Result<Step, OutboxError> {
+        // The read below answers every wake that came before it: drop such a
+        // wake's permit, so that the worker does not read again only to find
+        // nothing. A wake that comes after this point leaves a permit, and
+        // the next wait returns at once: no wake is lost.
+        consume_pending_wake(&self.wake);
         let span = tracing::debug_span!("outbox.process", queue = %self.queue.name, partition = self.partition, seq = tracing::field::Empty, count = tracing::field::Empty);
         match self.queue.mode.clone() {
             Mode::Transactional(handler) => {
@@ -399,6 +404,14 @@ impl PartitionWorker {
         );
         Step::Progressed
     }
+}
+
+/// Takes the permit a [`Notify`] holds, if any, without waiting.
+fn consume_pending_wake(wake: &Notify) {
+    // `enable` on a fresh `Notified` consumes a stored permit. Without one
+    // it registers the future, and dropping it deregisters it; tokio hands a
+    // wake that reached it in between on to the next waiter, so none is lost.
+    std::pin::pin!(wake.notified()).enable();
 }
 
 /// The step a written settlement leads to.
