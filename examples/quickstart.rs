@@ -21,7 +21,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use outbox_core::sea_orm::{ConnectionTrait, Database, DatabaseTransaction, DbBackend, Statement};
+use outbox_core::sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, Statement};
 use outbox_core::{
     Batch, BatchResult, LeasedHandler, Message, Outbox, OutboxSchema, Outcome, Queue,
     TransactionError,
@@ -139,7 +139,7 @@ async fn main() -> ExitCode {
 
 async fn run(path: &Path) -> Result<(), BoxError> {
     println!("database: {}", path.display());
-    let db = Database::connect(format!("sqlite://{}?mode=rwc", path.display())).await?;
+    let db = outbox_core::connect(&format!("sqlite://{}?mode=rwc", path.display())).await?;
 
     // The outbox tables (safe to re-run), then the application's own table.
     OutboxSchema::new(SqliteDialect).migrate(&db).await?;

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use outbox_core::sea_orm::{ConnectOptions, Database, DatabaseConnection};
+use outbox_core::sea_orm::{ConnectOptions, DatabaseConnection};
 use outbox_core::{DbErrorKind, Dialect, OutboxError};
 
 /// Why the tool stops, with its exit status.
@@ -71,7 +71,8 @@ impl From<OutboxError> for Failure {
             OutboxError::Database {
                 kind: DbErrorKind::Connection,
                 ..
-            } => Self::Unreachable(line),
+            }
+            | OutboxError::CannotConnect { .. } => Self::Unreachable(line),
             _ => Self::Failed(line),
         }
     }
@@ -125,8 +126,13 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, Failure> {
         .connect_timeout(Duration::from_secs(5))
         .acquire_timeout(Duration::from_secs(5))
         .sqlx_logging(false);
-    Database::connect(options).await.map_err(|err| {
-        let reason = chain(&err);
+    outbox_core::connect_with(options).await.map_err(|err| {
+        // The tool names the whole URL (password hidden), which says more
+        // than the host and port of `CannotConnect`'s own message.
+        let reason = match &err {
+            OutboxError::CannotConnect { source, .. } => chain(source),
+            other => chain(other),
+        };
         let hint = if reason.contains("timed out") {
             " (is the server up and reachable at that address?)"
         } else {

@@ -10,7 +10,7 @@ use sea_orm::{ConnectionTrait, DatabaseConnection};
 use tokio::sync::{Notify, watch};
 
 use crate::dialect::Dialect;
-use crate::error::OutboxError;
+use crate::error::{ConfigError, OutboxError};
 use crate::handle::OutboxHandle;
 use crate::outbox::{Outbox, QueueRuntime, Shared};
 use crate::profile::Profile;
@@ -257,9 +257,7 @@ impl OutboxBuilder {
             });
         }
         if self.queues.is_empty() {
-            return Err(OutboxError::InvalidConfig(
-                "no queue registered: add one with OutboxBuilder::queue".into(),
-            ));
+            return Err(ConfigError::NoQueue.into());
         }
         let mut names = HashSet::new();
         for queue in &self.queues {
@@ -275,36 +273,49 @@ impl OutboxBuilder {
         if let Some(interval) = self.gauge_interval
             && !(Duration::from_millis(100)..=Duration::from_secs(3600)).contains(&interval)
         {
-            return Err(OutboxError::InvalidConfig(format!(
-                "gauge interval {interval:?} is out of range: give 100 ms to 1 h, or None to turn the gauges off"
-            )));
+            return Err(ConfigError::GaugeInterval { interval }.into());
         }
-        if !in_range(config.poll_interval) || !in_range(config.vacuum_interval) {
-            return Err(OutboxError::InvalidConfig(
-                "poll and vacuum intervals must be between 1 ms and 1 hour".into(),
-            ));
+        if !in_range(config.poll_interval) {
+            return Err(ConfigError::PollInterval {
+                interval: config.poll_interval,
+            }
+            .into());
         }
-        if !(1..=10_000).contains(&config.sequencer_batch)
-            || !(1..=10_000).contains(&config.vacuum_batch)
-        {
-            return Err(OutboxError::InvalidConfig(
-                "sequencer and vacuum batches must be between 1 and 10000".into(),
-            ));
+        if !in_range(config.vacuum_interval) {
+            return Err(ConfigError::VacuumInterval {
+                interval: config.vacuum_interval,
+            }
+            .into());
+        }
+        if !(1..=10_000).contains(&config.sequencer_batch) {
+            return Err(ConfigError::SequencerBatch {
+                batch_size: config.sequencer_batch,
+            }
+            .into());
+        }
+        if !(1..=10_000).contains(&config.vacuum_batch) {
+            return Err(ConfigError::VacuumBatch {
+                batch_size: config.vacuum_batch,
+            }
+            .into());
         }
         if self.max_payload_bytes == 0 || self.max_payload_bytes > 64 * 1024 * 1024 {
-            return Err(OutboxError::InvalidConfig(
-                "max_payload_bytes must be between 1 and 64 MiB".into(),
-            ));
+            return Err(ConfigError::MaxPayloadBytes {
+                bytes: self.max_payload_bytes,
+            }
+            .into());
         }
         if !(1..=4096).contains(&self.processor_connections) {
-            return Err(OutboxError::InvalidConfig(
-                "processor_connections must be between 1 and 4096".into(),
-            ));
+            return Err(ConfigError::ProcessorConnections {
+                connections: self.processor_connections,
+            }
+            .into());
         }
         if config.owner.is_empty() || config.owner.len() > 128 {
-            return Err(OutboxError::InvalidConfig(
-                "the instance name must be 1 to 128 bytes".into(),
-            ));
+            return Err(ConfigError::InstanceName {
+                name: config.owner.clone(),
+            }
+            .into());
         }
         Ok(tables)
     }
@@ -313,7 +324,7 @@ impl OutboxBuilder {
     /// rows, and starts the workers.
     ///
     /// # Errors
-    /// Configuration errors ([`OutboxError::InvalidConfig`],
+    /// Configuration errors ([`OutboxError::Config`],
     /// [`OutboxError::InvalidQueueName`], [`OutboxError::DuplicateQueue`],
     /// [`OutboxError::InvalidTablePrefix`], [`OutboxError::DialectMismatch`]),
     /// [`OutboxError::SchemaMissing`] when the tables are absent or old,
@@ -324,9 +335,10 @@ impl OutboxBuilder {
     pub async fn start(mut self) -> Result<OutboxHandle, OutboxError> {
         let config = self.worker_config();
         if !(1..=10_000).contains(&self.profile.batch_size) {
-            return Err(OutboxError::InvalidConfig(
-                "the profile's batch size must be between 1 and 10000".into(),
-            ));
+            return Err(ConfigError::ProfileBatchSize {
+                batch_size: self.profile.batch_size,
+            }
+            .into());
         }
         for queue in &mut self.queues {
             queue.batch_size = Some(queue.batch_size.unwrap_or(self.profile.batch_size));
@@ -364,8 +376,8 @@ impl OutboxBuilder {
                 .map(|n| partition_ids.get(&(queue.name.clone(), n)).copied())
                 .collect::<Option<_>>()
                 .ok_or_else(|| {
-                    OutboxError::InvalidConfig(format!(
-                        "partition rows of queue {:?} are missing",
+                    OutboxError::internal(format_args!(
+                        "partition rows of queue {:?} are missing after start wrote them",
                         queue.name
                     ))
                 })?;

@@ -1,6 +1,11 @@
-//! The error type every fallible outbox call returns.
+//! The error type every fallible outbox call returns, the configuration
+//! errors inside it, and how database errors are classified.
+
+use std::time::Duration;
 
 use sea_orm::DbErr;
+
+use crate::dialect::Dialect;
 
 /// How a database error should be treated, as classified by the backend's
 /// [`Dialect`](crate::Dialect).
@@ -117,9 +122,10 @@ pub enum OutboxError {
         /// The prefix given.
         prefix: String,
     },
-    /// The builder was given a configuration that cannot work.
-    #[error("invalid configuration: {0}")]
-    InvalidConfig(String),
+    /// The builder (or a test hook) was given a setting that cannot work;
+    /// the [`ConfigError`] names the setting, its value and the range.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     /// The same queue was registered twice.
     #[error("queue {queue:?} is registered twice: register each queue once")]
     DuplicateQueue {
@@ -204,12 +210,28 @@ pub enum OutboxError {
         #[source]
         source: DbErr,
     },
-    /// The outbox is stopping and takes no more work. Not returned by this
-    /// version: after [`OutboxHandle::stop`](crate::OutboxHandle::stop) the
-    /// producer API still enqueues (another instance, or this one restarted,
-    /// delivers); kept so that a future refusal needs no new variant.
-    #[error("the outbox is shutting down")]
-    ShuttingDown,
+    /// [`connect`](crate::connect) (or [`connect_with`](crate::connect_with))
+    /// could not open a first connection: the server is down or unreachable,
+    /// refused the credentials, or the URL is malformed.
+    #[error(
+        "cannot connect to {target}: check that the server runs and is reachable there, and the URL's user, password and database"
+    )]
+    CannotConnect {
+        /// Where the URL points: `host:port` for a server (the default port
+        /// when the URL gives none), the path for SQLite; never a password.
+        target: String,
+        /// The driver's error (a pool timeout when nothing answered in time).
+        #[source]
+        source: DbErr,
+    },
+    /// Something the outbox itself got wrong (a statement it built with the
+    /// wrong number of values, rows it had just written gone missing): a bug
+    /// to report, not something a caller can fix.
+    #[error("internal error: {detail}; this is a bug in outbox, please report it")]
+    Internal {
+        /// What went wrong.
+        detail: String,
+    },
     /// A dead-letter id that does not exist (or was cleaned up).
     #[error(
         "no dead letter with id {id}: list the ids with DeadLetters::list (`outbox dead-letters list`)"
@@ -262,4 +284,209 @@ impl OutboxError {
     pub fn is_retryable(&self) -> bool {
         matches!(self, Self::Database { kind, .. } if kind.is_retryable())
     }
+
+    /// An [`OutboxError::Internal`] from whatever went wrong.
+    pub(crate) fn internal(detail: impl std::fmt::Display) -> Self {
+        Self::Internal {
+            detail: detail.to_string(),
+        }
+    }
 }
+
+/// A setting that cannot work, reported by
+/// [`OutboxBuilder::start`](crate::OutboxBuilder::start) before anything
+/// runs (inside [`OutboxError::Config`]). Each variant names one setting and
+/// carries the value given; the message says the range to use.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The builder has no queue.
+    #[error("no queue registered: add one with OutboxBuilder::queue")]
+    NoQueue,
+    /// A queue's partition count is 0 or over [`MAX_PARTITIONS`](crate::MAX_PARTITIONS).
+    #[error(
+        "queue {queue:?} has {partitions} partitions: use 1 to {max}",
+        max = crate::MAX_PARTITIONS
+    )]
+    Partitions {
+        /// The queue.
+        queue: String,
+        /// The partition count given.
+        partitions: u32,
+    },
+    /// A queue's batch size ([`Queue::batch_size`](crate::Queue::batch_size))
+    /// is 0 or over 10,000.
+    #[error("queue {queue:?} has batch size {batch_size}: use 1 to 10000")]
+    BatchSize {
+        /// The queue.
+        queue: String,
+        /// The batch size given.
+        batch_size: u32,
+    },
+    /// A queue's handler timeout is zero.
+    #[error("queue {queue:?} has a zero handler timeout: give it at least a millisecond")]
+    ZeroHandlerTimeout {
+        /// The queue.
+        queue: String,
+    },
+    /// A queue's lease is longer than 24 hours.
+    #[error("queue {queue:?} has a lease of {lease:?}: use at most 24 hours")]
+    LeaseTooLong {
+        /// The queue.
+        queue: String,
+        /// The lease given.
+        lease: Duration,
+    },
+    /// A queue's lease is shorter than its handler timeout plus the
+    /// headroom: a handler could outlive its lease (in transactional mode,
+    /// have its batch taken over and rolled back, again and again).
+    #[error(
+        "queue {queue:?} has a lease of {lease:?}, shorter than the handler timeout {handler_timeout:?} plus the headroom {headroom:?}: lengthen the lease or shorten the timeout"
+    )]
+    LeaseShorterThanHandlerTimeout {
+        /// The queue.
+        queue: String,
+        /// The lease given.
+        lease: Duration,
+        /// The handler timeout given.
+        handler_timeout: Duration,
+        /// The headroom the lease keeps beyond the handler timeout.
+        headroom: Duration,
+    },
+    /// A queue's retry jitter is outside `0.0..=1.0`.
+    #[error("queue {queue:?} has a retry jitter of {jitter}: use 0.0 to 1.0")]
+    RetryJitter {
+        /// The queue.
+        queue: String,
+        /// The jitter given.
+        jitter: f64,
+    },
+    /// A queue's retry base delay is longer than its cap.
+    #[error(
+        "queue {queue:?} has a retry base delay of {base:?}, over its cap of {cap:?}: make the base at most the cap"
+    )]
+    RetryBaseOverCap {
+        /// The queue.
+        queue: String,
+        /// The base delay given.
+        base: Duration,
+        /// The cap given.
+        cap: Duration,
+    },
+    /// The profile's batch size is 0 or over 10,000.
+    #[error("the profile's batch size {batch_size} is out of range: use 1 to 10000")]
+    ProfileBatchSize {
+        /// The batch size given.
+        batch_size: u32,
+    },
+    /// [`OutboxBuilder::poll_interval`](crate::OutboxBuilder::poll_interval)
+    /// outside 1 ms to 1 hour.
+    #[error("poll interval {interval:?} is out of range: use 1 ms to 1 hour")]
+    PollInterval {
+        /// The interval given.
+        interval: Duration,
+    },
+    /// [`OutboxBuilder::vacuum_interval`](crate::OutboxBuilder::vacuum_interval)
+    /// outside 1 ms to 1 hour.
+    #[error("vacuum interval {interval:?} is out of range: use 1 ms to 1 hour")]
+    VacuumInterval {
+        /// The interval given.
+        interval: Duration,
+    },
+    /// [`OutboxBuilder::gauge_interval`](crate::OutboxBuilder::gauge_interval)
+    /// outside 100 ms to 1 hour.
+    #[error(
+        "gauge interval {interval:?} is out of range: give 100 ms to 1 hour, or None to turn the gauges off"
+    )]
+    GaugeInterval {
+        /// The interval given.
+        interval: Duration,
+    },
+    /// [`OutboxBuilder::sequencer_batch`](crate::OutboxBuilder::sequencer_batch)
+    /// is 0 or over 10,000.
+    #[error("sequencer batch {batch_size} is out of range: use 1 to 10000")]
+    SequencerBatch {
+        /// The batch size given.
+        batch_size: u32,
+    },
+    /// [`OutboxBuilder::vacuum_batch`](crate::OutboxBuilder::vacuum_batch)
+    /// is 0 or over 10,000.
+    #[error("vacuum batch {batch_size} is out of range: use 1 to 10000")]
+    VacuumBatch {
+        /// The batch size given.
+        batch_size: u32,
+    },
+    /// [`OutboxBuilder::max_payload_bytes`](crate::OutboxBuilder::max_payload_bytes)
+    /// is 0 or over 64 MiB.
+    #[error("max_payload_bytes {bytes} is out of range: use 1 to 67108864 (64 MiB)")]
+    MaxPayloadBytes {
+        /// The limit given.
+        bytes: usize,
+    },
+    /// [`OutboxBuilder::processor_connections`](crate::OutboxBuilder::processor_connections)
+    /// is 0 or over 4,096.
+    #[error("processor_connections {connections} is out of range: use 1 to 4096")]
+    ProcessorConnections {
+        /// The count given.
+        connections: usize,
+    },
+    /// [`OutboxBuilder::instance_name`](crate::OutboxBuilder::instance_name)
+    /// is empty or longer than 128 bytes.
+    #[error("instance name {name:?} is {} bytes long: use 1 to 128 bytes", name.len())]
+    InstanceName {
+        /// The name given.
+        name: String,
+    },
+    /// The `testing` feature's `Outbox::take_lease` was given an owner that
+    /// is empty or longer than 128 bytes.
+    #[error("lease owner {owner:?} is {} bytes long: use 1 to 128 bytes", owner.len())]
+    LeaseOwner {
+        /// The owner given.
+        owner: String,
+    },
+    /// The `testing` feature's `Outbox::take_lease` was given a lease
+    /// outside 1 ms to 24 hours.
+    #[error("a lease of {lease:?} is out of range: use 1 ms to 24 hours")]
+    LeaseDuration {
+        /// The lease given.
+        lease: Duration,
+    },
+}
+
+/// Wraps a database error, classified by the dialect.
+pub(crate) fn db_error(dialect: &dyn Dialect, err: DbErr) -> OutboxError {
+    let kind = classify(dialect, &err);
+    OutboxError::Database { kind, source: err }
+}
+
+/// How `dialect` sees `err`: connection and pool errors are `Connection`,
+/// server errors go to the dialect's code table.
+fn classify(dialect: &dyn Dialect, err: &DbErr) -> DbErrorKind {
+    use sea_orm::RuntimeErr;
+    use sea_orm::sqlx::Error as SqlxError;
+    match err {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => DbErrorKind::Connection,
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
+            match e.as_ref() {
+                SqlxError::Database(db) => dialect.classify(db.code().as_deref(), db.message()),
+                // sqlx refuses a statement with more bind parameters than the
+                // protocol can count before sending anything: the connection
+                // is fine, and the same statement will never pass.
+                SqlxError::Protocol(message) if message.contains("too many arguments") => {
+                    DbErrorKind::Other
+                }
+                SqlxError::Io(_)
+                | SqlxError::Tls(_)
+                | SqlxError::Protocol(_)
+                | SqlxError::PoolTimedOut
+                | SqlxError::PoolClosed
+                | SqlxError::WorkerCrashed => DbErrorKind::Connection,
+                _ => DbErrorKind::Other,
+            }
+        }
+        _ => DbErrorKind::Other,
+    }
+}
+
+#[cfg(test)]
+mod tests;

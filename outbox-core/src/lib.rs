@@ -68,8 +68,8 @@
 //! # Where things are
 //!
 //! The types every user meets are at the root ([`Outbox`], [`OutboxHandle`],
-//! [`Message`], [`PartitionKey`], [`OutboxError`], [`OutboxSchema`]) and in
-//! [`prelude`]. The rest is grouped as the guide reads: [`config`] (the
+//! [`Message`], [`PartitionKey`], [`OutboxError`] and its [`ConfigError`],
+//! [`OutboxSchema`], and [`connect`] to open the pool) and in [`prelude`]. The rest is grouped as the guide reads: [`config`] (the
 //! builder, queues, profiles, retry), [`handler`] (handler traits, what they
 //! receive and return), [`admin`] (dead letters, stats, instances),
 //! [`events`], [`dialect`] (what a backend crate implements) and [`trace`].
@@ -78,6 +78,7 @@
 
 mod builder;
 mod column;
+mod connect;
 mod dead_letter;
 pub mod dialect;
 mod error;
@@ -108,7 +109,9 @@ mod worker;
 // The public surface, grouped as the guide reads: the types every user
 // meets at the root, the rest in `admin`, `config`, `events`, `handler`,
 // `dialect` and `trace`, and the everyday ones again in `prelude`.
-pub use error::{DbErrorKind, OutboxError};
+pub use connect::{DEFAULT_CONNECT_TIMEOUT, connect, connect_with};
+pub(crate) use error::db_error;
+pub use error::{ConfigError, DbErrorKind, OutboxError};
 pub use handle::OutboxHandle;
 pub use message::Message;
 pub use migration::OutboxSchema;
@@ -208,36 +211,3 @@ pub use worker::leased::Lease;
 
 pub use sea_orm;
 pub use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr, TransactionError};
-
-/// Wraps a database error, classified by the dialect.
-pub(crate) fn db_error(dialect: &dyn Dialect, err: DbErr) -> OutboxError {
-    let kind = classify(dialect, &err);
-    OutboxError::Database { kind, source: err }
-}
-
-fn classify(dialect: &dyn Dialect, err: &DbErr) -> DbErrorKind {
-    use sea_orm::RuntimeErr;
-    use sea_orm::sqlx::Error as SqlxError;
-    match err {
-        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => DbErrorKind::Connection,
-        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
-            match e.as_ref() {
-                SqlxError::Database(db) => dialect.classify(db.code().as_deref(), db.message()),
-                // sqlx refuses a statement with more bind parameters than the
-                // protocol can count before sending anything: the connection
-                // is fine, and the same statement will never pass.
-                SqlxError::Protocol(message) if message.contains("too many arguments") => {
-                    DbErrorKind::Other
-                }
-                SqlxError::Io(_)
-                | SqlxError::Tls(_)
-                | SqlxError::Protocol(_)
-                | SqlxError::PoolTimedOut
-                | SqlxError::PoolClosed
-                | SqlxError::WorkerCrashed => DbErrorKind::Connection,
-                _ => DbErrorKind::Other,
-            }
-        }
-        _ => DbErrorKind::Other,
-    }
-}

@@ -175,7 +175,7 @@ impl Outbox {
             .await?;
         ids.into_iter()
             .next()
-            .ok_or_else(|| OutboxError::InvalidConfig("enqueue wrote no message".into()))
+            .ok_or_else(|| OutboxError::internal("enqueue wrote no message"))
     }
 
     /// Enqueues several messages to one queue with one multi-row INSERT per
@@ -281,10 +281,10 @@ impl Outbox {
                         Expr::val(headers.clone()),
                         shared.dialect.now_millis(),
                     ])
-                    .map_err(|e| OutboxError::InvalidConfig(e.to_string()))?;
+                    .map_err(OutboxError::internal)?;
                     incoming
                         .values([Expr::val(*partition_id), Expr::val(id.as_bytes().to_vec())])
-                        .map_err(|e| OutboxError::InvalidConfig(e.to_string()))?;
+                        .map_err(OutboxError::internal)?;
                 }
                 conn.execute(&body)
                     .await

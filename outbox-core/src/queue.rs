@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::error::OutboxError;
+use crate::error::{ConfigError, OutboxError};
 use crate::handler::{LeasedHandler, TransactionalHandler};
 use crate::retry::RetryPolicy;
 
@@ -166,45 +166,58 @@ impl Queue {
 
     pub(crate) fn validate(&self) -> Result<(), OutboxError> {
         validate_queue_name(&self.name)?;
+        let queue = || self.name.clone();
         if self.partitions == 0 || self.partitions > MAX_PARTITIONS {
-            return Err(OutboxError::InvalidConfig(format!(
-                "queue {:?} has {} partitions: use 1 to {MAX_PARTITIONS}",
-                self.name, self.partitions
-            )));
+            return Err(ConfigError::Partitions {
+                queue: queue(),
+                partitions: self.partitions,
+            }
+            .into());
         }
-        if let Some(size) = self.batch_size
-            && (size == 0 || size > 10_000)
+        if let Some(batch_size) = self.batch_size
+            && (batch_size == 0 || batch_size > 10_000)
         {
-            return Err(OutboxError::InvalidConfig(format!(
-                "queue {:?} has batch size {size}: use 1 to 10000",
-                self.name
-            )));
+            return Err(ConfigError::BatchSize {
+                queue: queue(),
+                batch_size,
+            }
+            .into());
         }
         if self.handler_timeout.is_zero() {
-            return Err(OutboxError::InvalidConfig(format!(
-                "queue {:?} has a zero handler timeout: give it at least a millisecond",
-                self.name
-            )));
+            return Err(ConfigError::ZeroHandlerTimeout { queue: queue() }.into());
         }
         if self.lease > MAX_LEASE {
-            return Err(OutboxError::InvalidConfig(format!(
-                "queue {:?} has a lease of {:?}: use at most 24 hours",
-                self.name, self.lease
-            )));
+            return Err(ConfigError::LeaseTooLong {
+                queue: queue(),
+                lease: self.lease,
+            }
+            .into());
         }
         if !matches!(self.mode, Mode::ProduceOnly)
             && self.lease < self.handler_timeout.saturating_add(self.lease_headroom)
         {
-            return Err(OutboxError::InvalidConfig(format!(
-                "queue {:?} has a lease of {:?}, shorter than the handler timeout {:?} plus the headroom {:?}: lengthen the lease or shorten the timeout",
-                self.name, self.lease, self.handler_timeout, self.lease_headroom
-            )));
+            return Err(ConfigError::LeaseShorterThanHandlerTimeout {
+                queue: queue(),
+                lease: self.lease,
+                handler_timeout: self.handler_timeout,
+                headroom: self.lease_headroom,
+            }
+            .into());
         }
-        if !(0.0..=1.0).contains(&self.retry.jitter) || self.retry.base > self.retry.cap {
-            return Err(OutboxError::InvalidConfig(format!(
-                "queue {:?} has a retry policy with jitter {} and base {:?} over cap {:?}: use jitter in 0..=1 and base <= cap",
-                self.name, self.retry.jitter, self.retry.base, self.retry.cap
-            )));
+        if !(0.0..=1.0).contains(&self.retry.jitter) {
+            return Err(ConfigError::RetryJitter {
+                queue: queue(),
+                jitter: self.retry.jitter,
+            }
+            .into());
+        }
+        if self.retry.base > self.retry.cap {
+            return Err(ConfigError::RetryBaseOverCap {
+                queue: queue(),
+                base: self.retry.base,
+                cap: self.retry.cap,
+            }
+            .into());
         }
         Ok(())
     }

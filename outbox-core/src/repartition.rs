@@ -160,7 +160,7 @@ pub(crate) async fn ensure_partitions(
         for (queue, n) in chunk {
             insert
                 .values([Expr::val(queue.clone()), Expr::val(i64::from(*n))])
-                .map_err(|e| OutboxError::InvalidConfig(e.to_string()))?;
+                .map_err(OutboxError::internal)?;
         }
         db.execute(&insert).await.map_err(err)?;
     }

@@ -383,13 +383,13 @@ async fn move_back(
                 Expr::val(c.headers.clone()),
                 now.clone(),
             ])
-            .map_err(|e| OutboxError::InvalidConfig(e.to_string()))?;
+            .map_err(OutboxError::internal)?;
             incoming
                 .values([
                     Expr::val(row.id),
                     Expr::val(c.message_id.as_bytes().to_vec()),
                 ])
-                .map_err(|e| OutboxError::InvalidConfig(e.to_string()))?;
+                .map_err(OutboxError::internal)?;
         }
         if let Err(e) = txn.execute(&body).await {
             return Err(match admin.error(e) {

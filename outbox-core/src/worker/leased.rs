@@ -10,6 +10,8 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::column::Column;
+#[cfg(feature = "testing")]
+use crate::error::ConfigError;
 use crate::error::OutboxError;
 use crate::handler::{BatchResult, LeasedHandler};
 #[cfg(feature = "testing")]
@@ -509,8 +511,9 @@ impl Outbox {
     ///
     /// # Errors
     /// [`OutboxError::UnknownQueue`], [`OutboxError::PartitionOutOfRange`],
-    /// [`OutboxError::InvalidConfig`] for an owner outside 1 to 128 bytes or
-    /// a lease outside 1 ms to 24 h, or a database error.
+    /// [`OutboxError::Config`] ([`ConfigError::LeaseOwner`],
+    /// [`ConfigError::LeaseDuration`]) for an owner outside 1 to 128 bytes
+    /// or a lease outside 1 ms to 24 h, or a database error.
     pub async fn take_lease(
         &self,
         queue: &str,
@@ -520,14 +523,13 @@ impl Outbox {
     ) -> Result<Option<Lease>, OutboxError> {
         let partition_id = self.partition_id(queue, partition)?;
         if owner.is_empty() || owner.len() > 128 {
-            return Err(OutboxError::InvalidConfig(
-                "a lease owner must be 1 to 128 bytes".into(),
-            ));
+            return Err(ConfigError::LeaseOwner {
+                owner: owner.to_owned(),
+            }
+            .into());
         }
         if lease < Duration::from_millis(1) || lease > Duration::from_secs(24 * 3600) {
-            return Err(OutboxError::InvalidConfig(
-                "a lease must last 1 ms to 24 hours".into(),
-            ));
+            return Err(ConfigError::LeaseDuration { lease }.into());
         }
         let state = take(&self.shared, partition_id, owner, lease).await?;
         Ok(state.map(|state| Lease {

@@ -76,7 +76,7 @@ async fn try_claim(
         .into_table(tables.instance.clone())
         .columns([Column::Owner, Column::HeartbeatUntil, Column::Incarnation])
         .values([Expr::val(owner), until, Expr::val(incarnation)])
-        .map_err(|e| OutboxError::InvalidConfig(e.to_string()))?
+        .map_err(OutboxError::internal)?
         .to_owned();
     let select = Query::select()
         .columns([Column::HeartbeatUntil, Column::Incarnation])

@@ -285,7 +285,7 @@ async fn insert_dead_letters<C: ConnectionTrait>(
                     Expr::val(reason.clone()),
                     Expr::val("pending"),
                 ])
-                .map_err(|e| OutboxError::InvalidConfig(e.to_string()))?;
+                .map_err(OutboxError::internal)?;
         }
         conn.execute(&insert)
             .await

@@ -355,7 +355,7 @@ impl Sequencer {
                         Expr::val(*seq),
                         Expr::val(message_id.clone()),
                     ])
-                    .map_err(|e| OutboxError::InvalidConfig(e.to_string()))?;
+                    .map_err(OutboxError::internal)?;
             }
             txn.execute(&insert).await.map_err(err)?;
             let delete = Query::delete()

@@ -1,7 +1,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use outbox_core::{OutboxBuilder, OutboxError, Queue};
+use outbox_core::{ConfigError, OutboxBuilder, OutboxError, Profile, Queue, RetryPolicy};
 use sea_orm_migration::SchemaManager;
 
 use crate::{Backend, Recorder, TestDb};
@@ -21,11 +21,23 @@ pub async fn bad_configuration_fails_at_start(db: TestDb) {
     let rec = Recorder::default();
     let err = start_err(db.builder().queue(Queue::leased("q", 0, rec.clone()))).await;
     assert!(
-        matches!(err, OutboxError::InvalidConfig(ref m) if m.contains("partitions")),
+        matches!(
+            err,
+            OutboxError::Config(ConfigError::Partitions { ref queue, partitions: 0, .. }) if queue == "q"
+        ),
         "{err:?}"
     );
     let err = start_err(db.builder().queue(Queue::leased("q", 5000, rec.clone()))).await;
-    assert!(matches!(err, OutboxError::InvalidConfig(_)), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            OutboxError::Config(ConfigError::Partitions {
+                partitions: 5000,
+                ..
+            })
+        ),
+        "{err:?}"
+    );
     for connections in [0, 4097] {
         let err = start_err(
             db.builder()
@@ -34,7 +46,10 @@ pub async fn bad_configuration_fails_at_start(db: TestDb) {
         )
         .await;
         assert!(
-            matches!(err, OutboxError::InvalidConfig(ref m) if m.contains("processor_connections")),
+            matches!(
+                err,
+                OutboxError::Config(ConfigError::ProcessorConnections { connections: c, .. }) if c == connections
+            ),
             "{err:?}"
         );
     }
@@ -76,7 +91,10 @@ pub async fn bad_configuration_fails_at_start(db: TestDb) {
     )
     .await;
     assert!(
-        matches!(err, OutboxError::InvalidConfig(ref m) if m.contains("lease")),
+        matches!(
+            err,
+            OutboxError::Config(ConfigError::LeaseShorterThanHandlerTimeout { .. })
+        ),
         "{err:?}"
     );
     // Transactional mode too: a handler that outlives the lease could have
@@ -90,7 +108,10 @@ pub async fn bad_configuration_fails_at_start(db: TestDb) {
     )
     .await;
     assert!(
-        matches!(err, OutboxError::InvalidConfig(ref m) if m.contains("lease")),
+        matches!(
+            err,
+            OutboxError::Config(ConfigError::LeaseShorterThanHandlerTimeout { .. })
+        ),
         "{err:?}"
     );
     let err = start_err(
@@ -102,17 +123,113 @@ pub async fn bad_configuration_fails_at_start(db: TestDb) {
     )
     .await;
     assert!(
-        matches!(err, OutboxError::InvalidConfig(ref m) if m.contains("24 hours")),
+        matches!(err, OutboxError::Config(ConfigError::LeaseTooLong { .. })),
         "{err:?}"
     );
+    assert!(err.to_string().contains("24 hours"), "{err}");
     let err = start_err(
         db.builder()
             .queue(Queue::leased("q", 1, rec.clone()).batch_size(0)),
     )
     .await;
-    assert!(matches!(err, OutboxError::InvalidConfig(_)), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            OutboxError::Config(ConfigError::BatchSize { batch_size: 0, .. })
+        ),
+        "{err:?}"
+    );
     let err = start_err(db.builder()).await;
-    assert!(matches!(err, OutboxError::InvalidConfig(_)), "{err:?}");
+    assert!(
+        matches!(err, OutboxError::Config(ConfigError::NoQueue)),
+        "{err:?}"
+    );
+    // One setting out of range at a time: each is its own variant, carrying
+    // the value given.
+    let leased = || Queue::leased("q", 1, rec.clone());
+    let ms = Duration::from_millis;
+    let cases: Vec<(OutboxBuilder, ConfigError)> = vec![
+        (
+            db.builder().queue(leased().handler_timeout(Duration::ZERO)),
+            ConfigError::ZeroHandlerTimeout { queue: "q".into() },
+        ),
+        (
+            db.builder()
+                // The setter clamps; the public field does not.
+                .queue(leased().retry(RetryPolicy {
+                    jitter: 1.5,
+                    ..RetryPolicy::default()
+                })),
+            ConfigError::RetryJitter {
+                queue: "q".into(),
+                jitter: 1.5,
+            },
+        ),
+        (
+            db.builder()
+                .queue(leased().retry(RetryPolicy::exponential(ms(500), ms(100)))),
+            ConfigError::RetryBaseOverCap {
+                queue: "q".into(),
+                base: ms(500),
+                cap: ms(100),
+            },
+        ),
+        (
+            db.builder()
+                .profile(Profile {
+                    batch_size: 0,
+                    ..Profile::default()
+                })
+                .queue(leased()),
+            ConfigError::ProfileBatchSize { batch_size: 0 },
+        ),
+        (
+            db.builder().poll_interval(Duration::ZERO).queue(leased()),
+            ConfigError::PollInterval {
+                interval: Duration::ZERO,
+            },
+        ),
+        (
+            db.builder()
+                .vacuum_interval(Duration::from_secs(7200))
+                .queue(leased()),
+            ConfigError::VacuumInterval {
+                interval: Duration::from_secs(7200),
+            },
+        ),
+        (
+            db.builder().gauge_interval(Some(ms(10))).queue(leased()),
+            ConfigError::GaugeInterval { interval: ms(10) },
+        ),
+        (
+            db.builder().sequencer_batch(0).queue(leased()),
+            ConfigError::SequencerBatch { batch_size: 0 },
+        ),
+        (
+            db.builder().vacuum_batch(10_001).queue(leased()),
+            ConfigError::VacuumBatch { batch_size: 10_001 },
+        ),
+        (
+            db.builder().max_payload_bytes(0).queue(leased()),
+            ConfigError::MaxPayloadBytes { bytes: 0 },
+        ),
+        (
+            db.builder().instance_name("").queue(leased()),
+            ConfigError::InstanceName {
+                name: String::new(),
+            },
+        ),
+    ];
+    for (builder, expected) in cases {
+        match builder.start().await {
+            Err(OutboxError::Config(got)) => assert_eq!(got, expected),
+            Err(other) => panic!("expected {expected:?}, got {other:?}"),
+            Ok(handle) => {
+                handle.stop().await;
+                panic!("start accepted a bad configuration: expected {expected:?}");
+            }
+        }
+    }
 
     let wrong: Arc<dyn outbox_core::Dialect> = match db.backend {
         Backend::Sqlite => Arc::new(outbox_postgres::PostgresDialect),
