@@ -3,9 +3,10 @@
 //!
 //! The API reference is the documentation of [`outbox_core`] and of the
 //! backend crates ([`outbox_postgres`], [`outbox_mysql`], [`outbox_sqlite`]);
-//! this guide is the prose around it. Every Rust example in it compiles as a
-//! doctest of this crate (`cargo test -p outbox-guide --doc`); those marked
-//! `no_run` need a database server or running workers.
+//! this guide is the prose around it. Every Rust example in it, in the
+//! workspace README and in `docs/errors.md` and `docs/architecture.md`
+//! compiles as a doctest of this crate (`cargo test -p outbox-guide --doc`);
+//! those marked `no_run` need a database server or running workers.
 //!
 //! # Chapters
 //!
@@ -25,6 +26,10 @@
 //! 6. [Relays and trace propagation](relays_and_tracing): ready-made broker
 //!    handlers and W3C trace context across the outbox.
 //! 7. [Troubleshooting](troubleshooting): symptom, cause, fix.
+//!
+//! Included as they are, so that their examples compile too:
+//! [the README](readme), [errors] (every error, its message and
+//! what to do) and [architecture].
 //!
 //! # Coming from another outbox
 //!
@@ -63,3 +68,12 @@ pub mod relays_and_tracing {}
 
 #[doc = include_str!("../troubleshooting.md")]
 pub mod troubleshooting {}
+
+#[doc = include_str!("../../../README.md")]
+pub mod readme {}
+
+#[doc = include_str!("../../errors.md")]
+pub mod errors {}
+
+#[doc = include_str!("../../architecture.md")]
+pub mod architecture {}
