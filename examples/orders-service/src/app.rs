@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use axum::Router;
-use outbox_core::sea_orm::{ConnectOptions, Database, DatabaseConnection};
+use outbox_core::sea_orm::{ConnectOptions, DatabaseConnection};
 use outbox_core::{OutboxBuilder, OutboxHandle, Queue, RetryPolicy};
 
 use crate::config::Config;
@@ -34,7 +34,7 @@ impl App {
             .connect_timeout(Duration::from_secs(10))
             .acquire_timeout(Duration::from_secs(10))
             .sqlx_logging(false);
-        let db = Database::connect(options)
+        let db = outbox_core::connect_with(options)
             .await
             .map_err(StartError::Connect)?;
         crate::migration::run(&db, config.backend)

@@ -21,9 +21,10 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
-    /// The database is unreachable.
+    /// The database is unreachable (`OutboxError::CannotConnect`, which
+    /// names host and port).
     #[error("cannot connect to the database (DATABASE_URL)")]
-    Connect(#[source] DbErr),
+    Connect(#[source] OutboxError),
     /// A migration failed.
     #[error("the migrations failed")]
     Migrate(#[source] DbErr),
