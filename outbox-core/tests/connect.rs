@@ -63,6 +63,11 @@ async fn sqlite_file_in_a_missing_directory_is_cannot_connect_naming_the_path() 
 async fn a_url_without_a_driver_is_cannot_connect_without_the_password() {
     let (err, _) = refused("redis://app:s3cret@127.0.0.1:1/0").await;
     assert!(matches!(err, OutboxError::CannotConnect { .. }), "{err:?}");
-    let chain = format!("{err:?} {}", std::error::Error::source(&err).map(ToString::to_string).unwrap_or_default());
+    let chain = format!(
+        "{err:?} {}",
+        std::error::Error::source(&err)
+            .map(ToString::to_string)
+            .unwrap_or_default()
+    );
     assert!(!chain.contains("s3cret"), "{chain}");
 }
