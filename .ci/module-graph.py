@@ -20,6 +20,7 @@ for dp,_,fs in os.walk(root):
         parts=rel.split('/')
         if parts[-1]=='mod': parts=parts[:-1]
         if parts==['lib']: parts=[]
+        if parts and parts[-1]=='tests': continue  # a test module, like #[cfg(test)] code
         mods['::'.join(parts)]=open(p).read()
 def resolve(path):
     a=path.split('::')

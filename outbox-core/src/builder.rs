@@ -349,7 +349,7 @@ impl OutboxBuilder {
             self.db
                 .execute_unprepared(statement)
                 .await
-                .map_err(|e| crate::db_error(dialect.as_ref(), e))?;
+                .map_err(|e| crate::error::classify::db_error(dialect.as_ref(), e))?;
         }
         crate::migration::warn_if_multi_primary(&self.db, dialect.as_ref()).await;
         crate::migration::check_schema(&self.db, dialect.as_ref(), &tables).await?;

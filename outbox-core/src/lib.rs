@@ -110,7 +110,6 @@ mod worker;
 // meets at the root, the rest in `admin`, `config`, `events`, `handler`,
 // `dialect` and `trace`, and the everyday ones again in `prelude`.
 pub use connect::{DEFAULT_CONNECT_TIMEOUT, connect, connect_with};
-pub(crate) use error::db_error;
 pub use error::{ConfigError, DbErrorKind, OutboxError};
 pub use handle::OutboxHandle;
 pub use message::Message;

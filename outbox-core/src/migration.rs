@@ -80,7 +80,9 @@ impl OutboxSchema {
                     tries += 1;
                     tokio::time::sleep(Duration::from_millis(50 * tries)).await;
                 }
-                Err(err) => return Err(crate::db_error(self.dialect.as_ref(), err)),
+                Err(err) => {
+                    return Err(crate::error::classify::db_error(self.dialect.as_ref(), err));
+                }
             }
         }
     }
@@ -111,7 +113,7 @@ impl OutboxSchema {
         for statement in statements {
             db.execute_raw(statement)
                 .await
-                .map_err(|e| crate::db_error(self.dialect.as_ref(), e))?;
+                .map_err(|e| crate::error::classify::db_error(self.dialect.as_ref(), e))?;
         }
         Ok(())
     }
@@ -489,7 +491,7 @@ pub(crate) async fn check_schema(
             .and_where(Expr::val(1).eq(0))
             .to_owned();
         if let Err(source) = db.query_all(&select).await {
-            let err = crate::db_error(dialect, source);
+            let err = crate::error::classify::db_error(dialect, source);
             return Err(match err {
                 OutboxError::Database { kind, source }
                     if kind == DbErrorKind::MissingSchema || kind == DbErrorKind::Other =>

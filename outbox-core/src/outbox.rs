@@ -80,7 +80,7 @@ impl Shared {
     }
 
     pub(crate) fn db_error(&self, err: sea_orm::DbErr) -> OutboxError {
-        crate::db_error(self.dialect.as_ref(), err)
+        crate::error::classify::db_error(self.dialect.as_ref(), err)
     }
 
     /// Begins a worker transaction that carries a handler's writes: it

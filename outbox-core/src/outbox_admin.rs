@@ -104,7 +104,7 @@ impl OutboxAdmin {
     /// A database error, classified; a missing table becomes
     /// [`OutboxError::SchemaMissing`], which tells the operator to migrate.
     pub(crate) fn error(&self, err: DbErr) -> OutboxError {
-        match crate::db_error(self.dialect.as_ref(), err) {
+        match crate::error::classify::db_error(self.dialect.as_ref(), err) {
             OutboxError::Database {
                 kind: DbErrorKind::MissingSchema,
                 source,

@@ -39,7 +39,7 @@ pub(crate) async fn check(
     tables: &Tables,
     queues: &[Queue],
 ) -> Result<(), OutboxError> {
-    let err = |e| crate::db_error(dialect, e);
+    let err = |e| crate::error::classify::db_error(dialect, e);
     let select = Query::select()
         .columns([
             Column::Id,
@@ -110,7 +110,7 @@ async fn waiting_per_partition(
     tables: &Tables,
     rows: &[Row],
 ) -> Result<BTreeMap<u32, u64>, OutboxError> {
-    let err = |e| crate::db_error(dialect, e);
+    let err = |e| crate::error::classify::db_error(dialect, e);
     let count = Query::select()
         .column(Column::PartitionId)
         .expr_as(Expr::col(Column::Id).count(), Alias::new("n"))
@@ -142,7 +142,7 @@ pub(crate) async fn ensure_partitions(
     tables: &Tables,
     queues: &[Queue],
 ) -> Result<HashMap<(String, u32), i64>, OutboxError> {
-    let err = |e| crate::db_error(dialect, e);
+    let err = |e| crate::error::classify::db_error(dialect, e);
     let pairs: Vec<(String, u32)> = queues
         .iter()
         .flat_map(|q| (0..q.partitions).map(move |n| (q.name.clone(), n)))

@@ -62,7 +62,7 @@ async fn try_claim(
     owner: &str,
     incarnation: i64,
 ) -> Result<Option<Holder>, OutboxError> {
-    let err = |e| crate::db_error(dialect, e);
+    let err = |e| crate::error::classify::db_error(dialect, e);
     let now = dialect.now_millis();
     let until = now.clone().add(millis(HEARTBEAT_TTL));
     let take_expired = Query::update()
