@@ -352,7 +352,7 @@ impl OutboxBuilder {
                 .map_err(|e| crate::error::classify::db_error(dialect.as_ref(), e))?;
         }
         crate::migration::warn_if_multi_primary(&self.db, dialect.as_ref()).await;
-        crate::migration::check_schema(&self.db, dialect.as_ref(), &tables).await?;
+        crate::migration::check_schema(&self.db, &dialect, &tables).await?;
         crate::repartition::check(&self.db, dialect.as_ref(), &tables, &self.queues).await?;
         let incarnation = if self.run_workers {
             crate::worker::membership::claim(&self.db, dialect.as_ref(), &tables, &config.owner)

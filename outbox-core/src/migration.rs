@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sea_orm::sea_query::{
-    ColumnDef, Expr, ExprTrait, Index, IndexCreateStatement, Query, Table, TableCreateStatement,
+    Alias, ColumnDef, Expr, ExprTrait, Index, IndexCreateStatement, Query, Table,
+    TableCreateStatement, TableName, TableRef,
 };
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Statement};
 use sea_orm_migration::{MigrationName, MigrationTrait, SchemaManager};
@@ -414,84 +415,44 @@ impl OutboxSchema {
     }
 }
 
-/// Reads every column the workers use from every table, so a missing or old
-/// schema is reported at start rather than as a failing worker later.
+/// Reads every column the migration creates from every table, so a missing
+/// or old schema is reported at start rather than as a failing worker later.
+/// The columns come from the migration's own table definitions: a column
+/// added there is checked here with no second list to keep.
 pub(crate) async fn check_schema(
     db: &DatabaseConnection,
-    dialect: &dyn Dialect,
+    dialect: &Arc<dyn Dialect>,
     tables: &Tables,
 ) -> Result<(), OutboxError> {
-    let probes: [(&sea_orm::sea_query::Alias, &[Column]); 6] = [
-        (
-            &tables.instance,
-            &[Column::Owner, Column::HeartbeatUntil, Column::Incarnation],
-        ),
-        (
-            &tables.partition,
-            &[
-                Column::Id,
-                Column::QueueName,
-                Column::PartitionNo,
-                Column::NextSeq,
-                Column::ProcessedSeq,
-                Column::Attempts,
-                Column::LastError,
-                Column::RetryAt,
-                Column::LeaseOwner,
-                Column::LeaseUntil,
-                Column::LeaseToken,
-            ],
-        ),
-        (
-            &tables.body,
-            &[
-                Column::MessageId,
-                Column::Payload,
-                Column::PayloadType,
-                Column::Headers,
-                Column::CreatedAt,
-            ],
-        ),
-        (
-            &tables.incoming,
-            &[Column::Id, Column::PartitionId, Column::MessageId],
-        ),
-        (
-            &tables.outgoing,
-            &[Column::PartitionId, Column::Seq, Column::MessageId],
-        ),
-        (
-            &tables.dead_letter,
-            &[
-                Column::Id,
-                Column::QueueName,
-                Column::PartitionNo,
-                Column::Seq,
-                Column::MessageId,
-                Column::Payload,
-                Column::PayloadType,
-                Column::Headers,
-                Column::CreatedAt,
-                Column::FailedAt,
-                Column::Attempts,
-                Column::LastError,
-                Column::Status,
-                Column::Deadline,
-                Column::CompletedAt,
-            ],
-        ),
-    ];
+    let schema = OutboxSchema {
+        dialect: dialect.clone(),
+        tables: tables.clone(),
+    };
+    let probes = schema
+        .tables_and_indexes()
+        .into_iter()
+        .filter_map(|(table, _)| {
+            let Some(TableRef::Table(TableName(_, name), _)) = table.get_table_name() else {
+                return None;
+            };
+            let columns: Vec<Alias> = table
+                .get_columns()
+                .iter()
+                .map(|column| Alias::new(column.get_column_name()))
+                .collect();
+            Some((name.clone(), columns))
+        });
     for (table, columns) in probes {
         // Qualified names: SQLite reads an unknown double-quoted name on its
         // own as a string literal, so `SELECT Column::LeaseToken` from a table
         // without that column would succeed; `"table".Column::LeaseToken` fails.
         let select = Query::select()
-            .columns(columns.iter().map(|column| (table.clone(), *column)))
+            .columns(columns.iter().map(|column| (table.clone(), column.clone())))
             .from(table.clone())
             .and_where(Expr::val(1).eq(0))
             .to_owned();
         if let Err(source) = db.query_all(&select).await {
-            let err = crate::error::classify::db_error(dialect, source);
+            let err = crate::error::classify::db_error(dialect.as_ref(), source);
             return Err(match err {
                 OutboxError::Database { kind, source }
                     if kind == DbErrorKind::MissingSchema || kind == DbErrorKind::Other =>
