@@ -2,7 +2,6 @@
 //! producers, the floor the pipeline is measured against.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use outbox_core::sea_orm::ConnectionTrait;
 
@@ -11,7 +10,7 @@ use crate::args::{Args, BackendArg};
 use crate::clock::{Clock, secs_between};
 use crate::db::BenchDb;
 use crate::produce::{self, BaselineSink};
-use crate::progress::spawn_progress;
+use crate::progress::spawn_commit_progress;
 use crate::recorder::Plan;
 use crate::writes;
 
@@ -38,16 +37,7 @@ pub(crate) async fn run(
     };
     bench.db.execute_unprepared(&ddl).await?;
     let total = usize::try_from(args.messages)?;
-    let committed = Arc::new(AtomicUsize::new(0));
-    let progress = {
-        let committed = committed.clone();
-        spawn_progress(
-            "baseline inserted",
-            total,
-            move || committed.load(Ordering::Relaxed),
-            None,
-        )
-    };
+    let (committed, progress) = spawn_commit_progress("baseline inserted", total, None);
     let sink = Arc::new(BaselineSink {
         table: table.clone(),
         backend: bench.db_backend(),

@@ -3,7 +3,7 @@
 //! then drains it.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 
 use crate::BoxError;
 use crate::args::Args;
@@ -11,7 +11,7 @@ use crate::clock::Clock;
 use crate::db::BenchDb;
 use crate::outboxes::{produce_into, start_consumer, start_producer, wait_all};
 use crate::produce::Produced;
-use crate::progress::spawn_progress;
+use crate::progress::spawn_commit_progress;
 use crate::recorder::{Plan, Recorder};
 use crate::report::{Run, peak_rss_mib};
 use crate::soak;
@@ -26,14 +26,11 @@ pub(crate) async fn run(
 ) -> Result<Run, BoxError> {
     let recorder = Arc::new(Recorder::new(plan.clone(), clock));
     let total = usize::try_from(args.messages)?;
-    let committed = Arc::new(AtomicUsize::new(0));
-    let progress = {
-        let committed = committed.clone();
+    let (committed, progress) = {
         let recorder = recorder.clone();
-        spawn_progress(
+        spawn_commit_progress(
             "enqueued",
             total,
-            move || committed.load(Ordering::Relaxed),
             Some(Box::new(move || recorder.distinct())),
         )
     };

@@ -1,8 +1,28 @@
 //! The progress line on stderr, once a second.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 type Counter = Box<dyn Fn() -> usize + Send>;
+
+/// A counter of committed messages (or rows) for the producers to bump, and
+/// the progress line that shows it (and `delivered`, if given).
+pub(crate) fn spawn_commit_progress(
+    label: &'static str,
+    total: usize,
+    delivered: Option<Counter>,
+) -> (Arc<AtomicUsize>, tokio::task::JoinHandle<()>) {
+    let committed = Arc::new(AtomicUsize::new(0));
+    let counter = committed.clone();
+    let progress = spawn_progress(
+        label,
+        total,
+        move || counter.load(Ordering::Relaxed),
+        delivered,
+    );
+    (committed, progress)
+}
 
 /// Prints a progress line to stderr once a second until aborted.
 pub(crate) fn spawn_progress(

@@ -18,7 +18,6 @@ use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -29,7 +28,7 @@ use crate::args::Args;
 use crate::clock::{Clock, NEVER};
 use crate::db::BenchDb;
 use crate::outboxes::{produce_into, start_consumer, start_producer, wait_timeout};
-use crate::progress::spawn_progress;
+use crate::progress::{spawn_commit_progress, spawn_progress};
 use crate::recorder::{Deliveries, Plan, Recorder};
 use crate::report::{Run, peak_rss_mib};
 
@@ -313,16 +312,7 @@ pub(crate) async fn run(
         consumer = Some(child);
     }
     let total = usize::try_from(args.messages)?;
-    let committed = Arc::new(AtomicUsize::new(0));
-    let progress = {
-        let committed = committed.clone();
-        spawn_progress(
-            "enqueued",
-            total,
-            move || committed.load(Ordering::Relaxed),
-            None,
-        )
-    };
+    let (committed, progress) = spawn_commit_progress("enqueued", total, None);
     let statements_before = bench.client_statements();
     let producer = start_producer(args, bench).await;
     let produced = match producer {
