@@ -25,38 +25,7 @@ pub async fn notifications_wake_another_instance_without_polling(db: TestDb) {
         return;
     }
     let rec = Recorder::default();
-    let consumer = db
-        .builder()
-        .poll_interval(Duration::from_secs(3600))
-        .queue(Queue::leased("q", 2, rec.clone()))
-        .start()
-        .await
-        .unwrap();
-    let producer_pool = db.another_pool().await;
-    let producer = db
-        .builder_on(producer_pool.clone())
-        .run_workers(false)
-        .queue(Queue::produce_only("q", 2))
-        .start()
-        .await
-        .unwrap();
-    let send = |text: &'static str| {
-        let producer_pool = producer_pool.clone();
-        let outbox = producer.outbox().clone();
-        async move {
-            let txn = producer_pool.begin().await.unwrap();
-            outbox
-                .enqueue(
-                    &txn,
-                    "q",
-                    PartitionKey::index(1),
-                    Message::new("t", text.as_bytes().to_vec()),
-                )
-                .await
-                .unwrap();
-            txn.commit().await.unwrap();
-        }
-    };
+    let pair = InstancePair::start(&db, &rec, true).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while listeners(&db).await == 0 {
         assert!(
@@ -65,7 +34,7 @@ pub async fn notifications_wake_another_instance_without_polling(db: TestDb) {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    send("first").await;
+    pair.produce("first").await;
     assert!(
         wait_until(Duration::from_secs(10), || rec.len() == 1).await,
         "no wakeup across instances"
@@ -88,31 +57,30 @@ pub async fn notifications_wake_another_instance_without_polling(db: TestDb) {
             "the listener did not reconnect"
         );
     }
-    send("second").await;
+    pair.produce("second").await;
     assert!(
         wait_until(Duration::from_secs(10), || rec.len() == 2).await,
         "no wakeup after the listener was killed"
     );
-    producer.stop().await;
-    consumer.stop().await;
-    producer_pool.close().await.ok();
+    pair.stop().await;
     let payloads: Vec<String> = rec.all().into_iter().map(|r| r.payload).collect();
     assert_eq!(payloads, vec!["first".to_string(), "second".to_string()]);
 }
 
-/// A consumer that only polls (no notifications, a poll interval of an
-/// hour) and a producer-only instance on another pool, which cannot wake it.
-struct PollingPair {
+/// A consumer with a poll interval of an hour and a producer-only instance
+/// on another pool: only notifications (`listen`) or the sequencer's quick
+/// polls can bring the producer's messages to the consumer in time.
+struct InstancePair {
     consumer: outbox_core::OutboxHandle,
     producer: outbox_core::OutboxHandle,
     producer_pool: outbox_core::sea_orm::DatabaseConnection,
 }
 
-impl PollingPair {
-    async fn start(db: &TestDb, rec: &Recorder) -> Self {
+impl InstancePair {
+    async fn start(db: &TestDb, rec: &Recorder, listen: bool) -> Self {
         let consumer = db
             .builder()
-            .listen(false)
+            .listen(listen)
             .poll_interval(Duration::from_secs(3600))
             .queue(Queue::leased("q", 2, rec.clone()))
             .start()
@@ -121,7 +89,7 @@ impl PollingPair {
         let producer_pool = db.another_pool().await;
         let producer = db
             .builder_on(producer_pool.clone())
-            .listen(false)
+            .listen(listen)
             .run_workers(false)
             .queue(Queue::produce_only("q", 2))
             .start()
@@ -173,12 +141,12 @@ impl PollingPair {
 /// the poll interval (here an hour).
 pub async fn quick_polls_after_activity_see_another_instances_commit(db: TestDb) {
     let rec = Recorder::default();
-    let pair = PollingPair::start(&db, &rec).await;
+    let pair = InstancePair::start(&db, &rec, false).await;
 
     // The first message is the consumer's own: `notify` after its commit
     // wakes the sequencer in process, and the quick polls start after that
     // pass.
-    PollingPair::commit(&pair.consumer, &db.db, "own").await;
+    InstancePair::commit(&pair.consumer, &db.db, "own").await;
     // Two wakeups, as when two producers commit at once: the second finds
     // the sequencer busy with its pass and is kept for its next wait, which
     // must not end the quick polls.
@@ -210,7 +178,7 @@ pub async fn quick_polls_after_activity_see_another_instances_commit(db: TestDb)
 /// interval (here an hour).
 pub async fn quick_polls_after_start_see_another_instances_commit(db: TestDb) {
     let rec = Recorder::default();
-    let pair = PollingPair::start(&db, &rec).await;
+    let pair = InstancePair::start(&db, &rec, false).await;
     // Past the consumer's first pass (which would find an earlier commit by
     // itself): only a poll can find this one.
     tokio::time::sleep(Duration::from_millis(300)).await;
