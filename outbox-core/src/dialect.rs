@@ -69,6 +69,14 @@ pub trait Dialect: Send + Sync + Debug + 'static {
     /// (MySQL has no `CREATE INDEX IF NOT EXISTS`, so a re-run would fail).
     fn indexes_inline(&self) -> bool;
 
+    /// Whether the backend has partial indexes (`CREATE INDEX ... WHERE`).
+    /// With them, the index of unsequenced messages holds only those, and
+    /// the index of sequence numbers only sequenced ones; without (MySQL),
+    /// both index every message, `seq` NULL or not. Defaults to `false`.
+    fn partial_indexes(&self) -> bool {
+        false
+    }
+
     /// How worker transactions (sequencing, processing, acknowledging) begin:
     /// READ COMMITTED on MySQL to avoid gap locks, `BEGIN IMMEDIATE` on SQLite
     /// to take the single writer lock up front.

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sea_orm::sea_query::{
-    Alias, ColumnDef, Expr, ExprTrait, Index, IndexCreateStatement, Query, Table,
+    ConditionalStatement,    Alias, ColumnDef, Expr, ExprTrait, Index, IndexCreateStatement, Query, Table,
     TableCreateStatement, TableName, TableRef,
 };
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Statement};
@@ -15,6 +15,9 @@ use crate::column::Column;
 use crate::dialect::{ColumnKind, Dialect};
 use crate::error::{DbErrorKind, OutboxError};
 use crate::table::Tables;
+
+mod upgrade;
+mod v1;
 
 /// The outbox schema for one dialect and table prefix.
 ///
@@ -50,23 +53,32 @@ impl OutboxSchema {
     }
 
     /// The migrations, to add to an application's own `Migrator::migrations()`.
+    ///
+    /// The first creates schema v1, the second adds a column to it, and the
+    /// third moves to schema v2: it creates the message table, moves every
+    /// message of v1's three tables into it (unsequenced ones in their
+    /// order, sequenced ones with their numbers), and drops them.
     pub fn migrations(&self) -> Vec<Box<dyn MigrationTrait>> {
+        let prefix = &self.tables.prefix;
         vec![
             Box::new(CreateTables {
-                name: format!("m20261128_000001_{}create_tables", self.tables.prefix),
+                name: format!("m20261128_000001_{prefix}create_tables"),
                 schema: self.clone(),
             }),
             Box::new(AddColumns {
-                name: format!(
-                    "m20261201_000002_{}instance_incarnation",
-                    self.tables.prefix
-                ),
+                name: format!("m20261201_000002_{prefix}instance_incarnation"),
+                schema: self.clone(),
+            }),
+            Box::new(UpgradeToV2 {
+                name: format!("m20261203_000003_{prefix}message_table"),
                 schema: self.clone(),
             }),
         ]
     }
 
-    /// Creates the tables and indexes that do not exist yet.
+    /// Brings the schema to the current version: creates the tables and
+    /// indexes that do not exist yet, adds missing columns, and moves the
+    /// messages of a schema v1 into v2 (see [`OutboxSchema::migrations`]).
     ///
     /// # Errors
     /// [`OutboxError::Database`] if the database refuses a statement after a
@@ -88,6 +100,21 @@ impl OutboxSchema {
         }
     }
 
+    /// Which schema version the database holds for this prefix: 2 (the
+    /// message table), 1 (v1's three message tables), or 0 (none).
+    ///
+    /// # Errors
+    /// None in practice: a table that cannot be read counts as missing.
+    pub async fn version<C: ConnectionTrait>(&self, db: &C) -> Result<u32, OutboxError> {
+        if upgrade::table_exists(db, &self.tables.message).await {
+            Ok(2)
+        } else if upgrade::table_exists(db, &self.tables.v1.outgoing).await {
+            Ok(1)
+        } else {
+            Ok(0)
+        }
+    }
+
     /// Drops the outbox tables of this prefix and everything the schema
     /// created with them, messages included. For tests, benchmarks and
     /// tearing down; nothing calls it for you.
@@ -99,9 +126,10 @@ impl OutboxSchema {
         let backend = self.dialect.backend();
         let mut statements: Vec<Statement> = [
             &t.dead_letter,
-            &t.outgoing,
-            &t.incoming,
-            &t.body,
+            &t.message,
+            &t.v1.outgoing,
+            &t.v1.incoming,
+            &t.v1.body,
             &t.partition,
             &t.instance,
         ]
@@ -123,7 +151,24 @@ impl OutboxSchema {
         for statement in self.statements() {
             db.execute_raw(statement).await?;
         }
-        self.add_columns(db).await
+        self.add_columns(db).await?;
+        self.finish_upgrade(db).await
+    }
+
+    /// What makes schema v2 whole once its tables exist: v1's messages
+    /// moved over (when v1's tables are there) and the wakeup DDL.
+    async fn finish_upgrade<C: ConnectionTrait>(&self, db: &C) -> Result<(), DbErr> {
+        let backend = self.dialect.backend();
+        if upgrade::move_v1_messages(self, db).await? {
+            // v1's trigger went with its table; its function did not.
+            for sql in self.dialect.drop_wakeup_schema(&self.tables.prefix) {
+                db.execute_raw(Statement::from_string(backend, sql)).await?;
+            }
+        }
+        for statement in self.wakeup_statements() {
+            db.execute_raw(statement).await?;
+        }
+        Ok(())
     }
 
     /// Columns added after a table was first created: each is probed, and
@@ -158,12 +203,19 @@ impl OutboxSchema {
         }
     }
 
-    /// Every DDL statement of the schema, in order, for this backend.
+    /// Every table and index statement of schema v2, in order, for this backend.
     pub(crate) fn statements(&self) -> Vec<Statement> {
+        self.table_statements(self.tables_and_indexes())
+    }
+
+    fn table_statements(
+        &self,
+        definitions: Vec<(TableCreateStatement, Vec<IndexCreateStatement>)>,
+    ) -> Vec<Statement> {
         let backend = self.dialect.backend();
         let inline = self.dialect.indexes_inline();
         let mut out = Vec::new();
-        for (mut table, indexes) in self.tables_and_indexes() {
+        for (mut table, indexes) in definitions {
             if inline {
                 for mut index in indexes {
                     table.index(&mut index);
@@ -176,29 +228,32 @@ impl OutboxSchema {
                 }
             }
         }
-        let prefix = &self.tables.prefix;
-        for sql in self
-            .dialect
-            .wakeup_schema(prefix, &crate::wakeup::channel(prefix))
-        {
-            out.push(Statement::from_string(backend, sql));
-        }
         out
     }
 
-    fn column(&self, name: &'static str, kind: ColumnKind) -> ColumnDef {
+    /// The dialect's wakeup DDL (PostgreSQL's trigger on the message table).
+    fn wakeup_statements(&self) -> Vec<Statement> {
+        let prefix = &self.tables.prefix;
+        self.dialect
+            .wakeup_schema(prefix, &crate::wakeup::channel(prefix))
+            .into_iter()
+            .map(|sql| Statement::from_string(self.dialect.backend(), sql))
+            .collect()
+    }
+
+    pub(super) fn column(&self, name: &'static str, kind: ColumnKind) -> ColumnDef {
         let mut def = ColumnDef::new_with_type(name, self.dialect.column_type(kind));
         def.not_null();
         def
     }
 
-    fn auto_id(&self) -> ColumnDef {
+    pub(super) fn auto_id(&self) -> ColumnDef {
         let mut def = ColumnDef::new(Column::Id);
         def.big_integer().not_null().auto_increment().primary_key();
         def
     }
 
-    fn index(
+    pub(super) fn index(
         &self,
         table: &sea_orm::sea_query::Alias,
         suffix: &str,
@@ -215,153 +270,187 @@ impl OutboxSchema {
         index
     }
 
-    fn tables_and_indexes(&self) -> Vec<(TableCreateStatement, Vec<IndexCreateStatement>)> {
-        use ColumnKind::{BigInt, Bytes, Int, MessageId, Name, Text};
+    /// Schema v2's tables and their indexes, in creation order.
+    pub(crate) fn tables_and_indexes(&self) -> Vec<(TableCreateStatement, Vec<IndexCreateStatement>)> {
+        use ColumnKind::{BigInt, Bytes, MessageId, Name, Text};
         let t = &self.tables;
-        let nullable = |mut def: ColumnDef| {
-            def.null();
-            def
-        };
-        let with_default = |mut def: ColumnDef, value: i64| {
-            def.default(value);
-            def
-        };
-
-        let partition = Table::create()
-            .table(t.partition.clone())
+        let mut seq = self.column(Column::Seq.name(), BigInt);
+        seq.null();
+        let message = Table::create()
+            .table(t.message.clone())
             .if_not_exists()
             .col(self.auto_id())
-            .col(self.column(Column::QueueName.name(), Name))
-            .col(self.column(Column::PartitionNo.name(), Int))
-            .col(with_default(self.column(Column::NextSeq.name(), BigInt), 1))
-            .col(with_default(
-                self.column(Column::ProcessedSeq.name(), BigInt),
-                0,
-            ))
-            .col(with_default(self.column(Column::Attempts.name(), Int), 0))
-            .col(nullable(self.column(Column::LastError.name(), Text)))
-            .col(with_default(self.column(Column::RetryAt.name(), BigInt), 0))
-            .col(nullable(self.column(Column::LeaseOwner.name(), Name)))
-            .col(with_default(
-                self.column(Column::LeaseUntil.name(), BigInt),
-                0,
-            ))
-            .col(with_default(
-                self.column(Column::LeaseToken.name(), BigInt),
-                0,
-            ))
+            .col(self.column(Column::PartitionId.name(), BigInt))
+            .col(seq)
+            .col(self.column(Column::MessageId.name(), MessageId))
+            .col(self.column(Column::Payload.name(), Bytes))
+            .col(self.column(Column::PayloadType.name(), Name))
+            .col(self.column(Column::Headers.name(), Text))
+            .col(self.column(Column::CreatedAt.name(), BigInt))
             .to_owned();
-        let partition_indexes = vec![
-            self.index(
+        let mut tables = shared_tables(self);
+        let dead_letter = tables.pop();
+        tables.push((message, self.message_indexes()));
+        tables.extend(dead_letter);
+        tables
+    }
+
+    /// The message table's indexes. A message is inserted with `seq` NULL,
+    /// numbered by one UPDATE, and deleted by vacuum: the sequencer finds
+    /// unsequenced messages oldest first (overall and per partition), the
+    /// processor reads a partition's messages by `seq`, and a message id is
+    /// unique. With partial indexes each index holds only the rows it
+    /// serves, so numbering a message adds one entry (to the seq index) and
+    /// enqueuing three.
+    fn message_indexes(&self) -> Vec<IndexCreateStatement> {
+        let t = &self.tables;
+        let unsequenced = || Expr::col(Column::Seq).is_null();
+        let by_message_id = self
+            .index(&t.message, "message_message_id", &[Column::MessageId.name()])
+            .unique()
+            .to_owned();
+        if self.dialect.partial_indexes() {
+            vec![
+                by_message_id,
+                self.index(&t.message, "message_unsequenced", &[Column::Id.name()])
+                    .and_where(unsequenced())
+                    .to_owned(),
+                self.index(
+                    &t.message,
+                    "message_partition_unsequenced",
+                    &[Column::PartitionId.name(), Column::Id.name()],
+                )
+                .and_where(unsequenced())
+                .to_owned(),
+                self.index(
+                    &t.message,
+                    "message_partition_seq",
+                    &[Column::PartitionId.name(), Column::Seq.name()],
+                )
+                .unique()
+                .and_where(Expr::col(Column::Seq).is_not_null())
+                .to_owned(),
+            ]
+        } else {
+            // Without partial indexes: NULLs do not collide in a unique
+            // index, and (seq, id) starts with the unsequenced rows in id
+            // order; (partition_id, seq) ends with the primary key, so it
+            // also finds a partition's unsequenced rows in id order.
+            vec![
+                by_message_id,
+                self.index(
+                    &t.message,
+                    "message_unsequenced",
+                    &[Column::Seq.name(), Column::Id.name()],
+                ),
+                self.index(
+                    &t.message,
+                    "message_partition_seq",
+                    &[Column::PartitionId.name(), Column::Seq.name()],
+                )
+                .unique()
+                .to_owned(),
+            ]
+        }
+    }
+}
+
+/// The tables schema v1 and v2 share: instance, partition, dead letter.
+fn shared_tables(
+    schema: &OutboxSchema,
+) -> Vec<(TableCreateStatement, Vec<IndexCreateStatement>)> {
+    use ColumnKind::{BigInt, Bytes, Int, MessageId, Name, Text};
+    let t = &schema.tables;
+    let nullable = |mut def: ColumnDef| {
+        def.null();
+        def
+    };
+    let with_default = |mut def: ColumnDef, value: i64| {
+        def.default(value);
+        def
+    };
+    let column = |name: Column, kind| schema.column(name.name(), kind);
+
+    let partition = Table::create()
+        .table(t.partition.clone())
+        .if_not_exists()
+        .col(schema.auto_id())
+        .col(column(Column::QueueName, Name))
+        .col(column(Column::PartitionNo, Int))
+        .col(with_default(column(Column::NextSeq, BigInt), 1))
+        .col(with_default(column(Column::ProcessedSeq, BigInt), 0))
+        .col(with_default(column(Column::Attempts, Int), 0))
+        .col(nullable(column(Column::LastError, Text)))
+        .col(with_default(column(Column::RetryAt, BigInt), 0))
+        .col(nullable(column(Column::LeaseOwner, Name)))
+        .col(with_default(column(Column::LeaseUntil, BigInt), 0))
+        .col(with_default(column(Column::LeaseToken, BigInt), 0))
+        .to_owned();
+    let partition_indexes = vec![
+        schema
+            .index(
                 &t.partition,
                 "partition_queue_no",
                 &[Column::QueueName.name(), Column::PartitionNo.name()],
             )
             .unique()
             .to_owned(),
-        ];
+    ];
 
-        let body = Table::create()
-            .table(t.body.clone())
-            .if_not_exists()
-            .col(
-                self.column(Column::MessageId.name(), MessageId)
-                    .primary_key()
-                    .to_owned(),
-            )
-            .col(self.column(Column::Payload.name(), Bytes))
-            .col(self.column(Column::PayloadType.name(), Name))
-            .col(self.column(Column::Headers.name(), Text))
-            .col(self.column(Column::CreatedAt.name(), BigInt))
-            .to_owned();
+    let dead_letter = Table::create()
+        .table(t.dead_letter.clone())
+        .if_not_exists()
+        .col(schema.auto_id())
+        .col(column(Column::QueueName, Name))
+        .col(column(Column::PartitionNo, Int))
+        .col(column(Column::Seq, BigInt))
+        .col(column(Column::MessageId, MessageId))
+        .col(column(Column::Payload, Bytes))
+        .col(column(Column::PayloadType, Name))
+        .col(column(Column::Headers, Text))
+        .col(column(Column::CreatedAt, BigInt))
+        .col(column(Column::FailedAt, BigInt))
+        .col(column(Column::Attempts, Int))
+        .col(column(Column::LastError, Text))
+        .col(column(Column::Status, Name))
+        .col(nullable(column(Column::Deadline, BigInt)))
+        .col(nullable(column(Column::CompletedAt, BigInt)))
+        .to_owned();
+    let dead_letter_indexes = vec![
+        schema.index(
+            &t.dead_letter,
+            "dead_letter_scope",
+            &[
+                Column::Status.name(),
+                Column::QueueName.name(),
+                Column::PartitionNo.name(),
+            ],
+        ),
+        schema.index(
+            &t.dead_letter,
+            "dead_letter_failed_at",
+            &[Column::FailedAt.name()],
+        ),
+        schema.index(
+            &t.dead_letter,
+            "dead_letter_message_id",
+            &[Column::MessageId.name()],
+        ),
+    ];
 
-        let incoming = Table::create()
-            .table(t.incoming.clone())
-            .if_not_exists()
-            .col(self.auto_id())
-            .col(self.column(Column::PartitionId.name(), BigInt))
-            .col(self.column(Column::MessageId.name(), MessageId))
-            .to_owned();
-        let incoming_indexes = vec![self.index(
-            &t.incoming,
-            "incoming_partition_id",
-            &[Column::PartitionId.name(), Column::Id.name()],
-        )];
+    let instance = Table::create()
+        .table(t.instance.clone())
+        .if_not_exists()
+        .col(column(Column::Owner, Name).primary_key().to_owned())
+        .col(column(Column::HeartbeatUntil, BigInt))
+        .col(with_default(column(Column::Incarnation, BigInt), 0))
+        .to_owned();
 
-        let outgoing = Table::create()
-            .table(t.outgoing.clone())
-            .if_not_exists()
-            .col(self.column(Column::PartitionId.name(), BigInt))
-            .col(self.column(Column::Seq.name(), BigInt))
-            .col(self.column(Column::MessageId.name(), MessageId))
-            .primary_key(Index::create().col(Column::PartitionId).col(Column::Seq))
-            .to_owned();
-
-        let dead_letter = Table::create()
-            .table(t.dead_letter.clone())
-            .if_not_exists()
-            .col(self.auto_id())
-            .col(self.column(Column::QueueName.name(), Name))
-            .col(self.column(Column::PartitionNo.name(), Int))
-            .col(self.column(Column::Seq.name(), BigInt))
-            .col(self.column(Column::MessageId.name(), MessageId))
-            .col(self.column(Column::Payload.name(), Bytes))
-            .col(self.column(Column::PayloadType.name(), Name))
-            .col(self.column(Column::Headers.name(), Text))
-            .col(self.column(Column::CreatedAt.name(), BigInt))
-            .col(self.column(Column::FailedAt.name(), BigInt))
-            .col(self.column(Column::Attempts.name(), Int))
-            .col(self.column(Column::LastError.name(), Text))
-            .col(self.column(Column::Status.name(), Name))
-            .col(nullable(self.column(Column::Deadline.name(), BigInt)))
-            .col(nullable(self.column(Column::CompletedAt.name(), BigInt)))
-            .to_owned();
-        let dead_letter_indexes = vec![
-            self.index(
-                &t.dead_letter,
-                "dead_letter_scope",
-                &[
-                    Column::Status.name(),
-                    Column::QueueName.name(),
-                    Column::PartitionNo.name(),
-                ],
-            ),
-            self.index(
-                &t.dead_letter,
-                "dead_letter_failed_at",
-                &[Column::FailedAt.name()],
-            ),
-            self.index(
-                &t.dead_letter,
-                "dead_letter_message_id",
-                &[Column::MessageId.name()],
-            ),
-        ];
-
-        let instance = Table::create()
-            .table(t.instance.clone())
-            .if_not_exists()
-            .col(
-                self.column(Column::Owner.name(), Name)
-                    .primary_key()
-                    .to_owned(),
-            )
-            .col(self.column(Column::HeartbeatUntil.name(), BigInt))
-            .col(with_default(
-                self.column(Column::Incarnation.name(), BigInt),
-                0,
-            ))
-            .to_owned();
-
-        vec![
-            (instance, Vec::new()),
-            (partition, partition_indexes),
-            (body, Vec::new()),
-            (incoming, incoming_indexes),
-            (outgoing, Vec::new()),
-            (dead_letter, dead_letter_indexes),
-        ]
-    }
+    vec![
+        (instance, Vec::new()),
+        (partition, partition_indexes),
+        (dead_letter, dead_letter_indexes),
+    ]
 }
 
 struct CreateTables {
@@ -378,7 +467,8 @@ impl MigrationName for CreateTables {
 #[async_trait]
 impl MigrationTrait for CreateTables {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        for statement in self.schema.statements() {
+        let v1 = self.schema.table_statements(v1::tables_and_indexes(&self.schema));
+        for statement in v1 {
             manager.get_connection().execute_raw(statement).await?;
         }
         Ok(())
@@ -401,6 +491,35 @@ impl MigrationName for AddColumns {
 impl MigrationTrait for AddColumns {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         self.schema.add_columns(manager.get_connection()).await
+    }
+
+    fn use_transaction(&self) -> Option<bool> {
+        Some(false)
+    }
+}
+
+/// Schema v2: the message table, v1's messages moved into it, v1's tables
+/// dropped. Runs outside the migrator's transaction: MySQL commits at each
+/// DDL statement anyway, and the move is one transaction of its own.
+struct UpgradeToV2 {
+    name: String,
+    schema: OutboxSchema,
+}
+
+impl MigrationName for UpgradeToV2 {
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+#[async_trait]
+impl MigrationTrait for UpgradeToV2 {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        for statement in self.schema.statements() {
+            db.execute_raw(statement).await?;
+        }
+        self.schema.finish_upgrade(db).await
     }
 
     fn use_transaction(&self) -> Option<bool> {

@@ -255,41 +255,35 @@ impl Outbox {
                 &rows,
                 shared.dialect.statement_limits(),
                 ROWS_PER_STATEMENT,
-                5,
+                6,
                 |(_, _, message, headers)| {
                     message.payload.len() + message.payload_type.len() + headers.len()
                 },
             );
             for chunk in chunks {
-                let mut body = Query::insert();
-                body.into_table(shared.tables.body.clone()).columns([
+                // One row per message, `seq` NULL until the sequencer numbers it.
+                let mut insert = Query::insert();
+                insert.into_table(shared.tables.message.clone()).columns([
+                    Column::PartitionId,
                     Column::MessageId,
                     Column::Payload,
                     Column::PayloadType,
                     Column::Headers,
                     Column::CreatedAt,
                 ]);
-                let mut incoming = Query::insert();
-                incoming
-                    .into_table(shared.tables.incoming.clone())
-                    .columns([Column::PartitionId, Column::MessageId]);
                 for (id, partition_id, message, headers) in chunk {
-                    body.values([
-                        Expr::val(id.as_bytes().to_vec()),
-                        Expr::val(message.payload.clone()),
-                        Expr::val(message.payload_type.clone()),
-                        Expr::val(headers.clone()),
-                        shared.dialect.now_millis(),
-                    ])
-                    .map_err(OutboxError::internal)?;
-                    incoming
-                        .values([Expr::val(*partition_id), Expr::val(id.as_bytes().to_vec())])
+                    insert
+                        .values([
+                            Expr::val(*partition_id),
+                            Expr::val(id.as_bytes().to_vec()),
+                            Expr::val(message.payload.clone()),
+                            Expr::val(message.payload_type.clone()),
+                            Expr::val(headers.clone()),
+                            shared.dialect.now_millis(),
+                        ])
                         .map_err(OutboxError::internal)?;
                 }
-                conn.execute(&body)
-                    .await
-                    .map_err(|err| self.insert_error(err, &given_ids))?;
-                conn.execute(&incoming)
+                conn.execute(&insert)
                     .await
                     .map_err(|err| self.insert_error(err, &given_ids))?;
             }

@@ -103,7 +103,7 @@ pub(crate) async fn check(
 }
 
 /// Messages waiting per partition number: sequenced and unprocessed, plus
-/// incoming.
+/// unsequenced.
 async fn waiting_per_partition(
     db: &DatabaseConnection,
     dialect: &dyn Dialect,
@@ -114,7 +114,8 @@ async fn waiting_per_partition(
     let count = Query::select()
         .column(Column::PartitionId)
         .expr_as(Expr::col(Column::Id).count(), Alias::new("n"))
-        .from(tables.incoming.clone())
+        .from(tables.message.clone())
+        .and_where(Expr::col(Column::Seq).is_null())
         .and_where(Expr::col(Column::PartitionId).is_in(rows.iter().map(|r| r.id)))
         .group_by_col(Column::PartitionId)
         .to_owned();

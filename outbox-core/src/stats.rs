@@ -253,28 +253,18 @@ pub(crate) async fn collect(
         queues.entry(name).or_default().insert(partition, stats);
     }
 
-    // 2. Incoming backlog per partition, with its oldest enqueue time.
-    let (inc, body) = (&t.incoming, &t.body);
+    // 2. Unsequenced backlog per partition, with its oldest enqueue time.
+    let message = &t.message;
     let mut select = Query::select();
     select
-        .column((inc.clone(), Column::PartitionId))
-        .expr_as(
-            Func::count(Expr::col((inc.clone(), Column::Id))),
-            Alias::new("n"),
-        )
-        .expr_as(
-            Func::min(Expr::col((body.clone(), Column::CreatedAt))),
-            Alias::new("oldest"),
-        )
-        .from(inc.clone())
-        .left_join(
-            body.clone(),
-            Expr::col((body.clone(), Column::MessageId)).equals((inc.clone(), Column::MessageId)),
-        )
-        .group_by_col((inc.clone(), Column::PartitionId));
+        .column(Column::PartitionId)
+        .expr_as(Func::count(Expr::col(Column::Id)), Alias::new("n"))
+        .expr_as(Func::min(Expr::col(Column::CreatedAt)), Alias::new("oldest"))
+        .from(message.clone())
+        .and_where(Expr::col(Column::Seq).is_null())
+        .group_by_col(Column::PartitionId);
     if queue.is_some() {
-        select
-            .and_where(Expr::col((inc.clone(), Column::PartitionId)).is_in(by_id.keys().copied()));
+        select.and_where(Expr::col(Column::PartitionId).is_in(by_id.keys().copied()));
     }
     for row in admin.db.query_all(&select).await.map_err(err)? {
         let id: i64 = row.try_get("", Column::PartitionId.name()).map_err(err)?;
@@ -286,30 +276,26 @@ pub(crate) async fn collect(
     }
 
     // 3. The head message of each partition with a backlog: its age.
-    let (part, out) = (&t.partition, &t.outgoing);
+    let part = &t.partition;
     let mut select = Query::select();
     select
         .expr_as(Expr::col((part.clone(), Column::Id)), Column::PartitionId)
         .expr_as(
-            Expr::col((body.clone(), Column::CreatedAt)),
+            Expr::col((message.clone(), Column::CreatedAt)),
             Column::CreatedAt,
         )
         .from(part.clone())
         .inner_join(
-            out.clone(),
-            Expr::col((out.clone(), Column::PartitionId))
+            message.clone(),
+            Expr::col((message.clone(), Column::PartitionId))
                 .equals((part.clone(), Column::Id))
                 .and(
-                    Expr::col((out.clone(), Column::Seq)).eq(Expr::col((
+                    Expr::col((message.clone(), Column::Seq)).eq(Expr::col((
                         part.clone(),
                         Column::ProcessedSeq,
                     ))
                     .add(1)),
                 ),
-        )
-        .inner_join(
-            body.clone(),
-            Expr::col((body.clone(), Column::MessageId)).equals((out.clone(), Column::MessageId)),
         )
         .and_where(
             Expr::col((part.clone(), Column::NextSeq))

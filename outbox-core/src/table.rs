@@ -7,16 +7,27 @@ use crate::error::OutboxError;
 /// The default table prefix.
 pub const DEFAULT_TABLE_PREFIX: &str = "outbox_";
 
-/// The names of the five outbox tables for one prefix.
+/// The names of the outbox tables for one prefix.
 #[derive(Debug, Clone)]
 pub(crate) struct Tables {
     pub(crate) prefix: String,
     pub(crate) partition: Alias,
+    /// Every message, from enqueue until vacuum (schema v2).
+    pub(crate) message: Alias,
+    pub(crate) dead_letter: Alias,
+    pub(crate) instance: Alias,
+    /// The three message tables of schema v1, which the v2 migration
+    /// empties into `message` and drops.
+    pub(crate) v1: V1Tables,
+}
+
+/// Schema v1's message tables: bodies by message id, unsequenced rows, and
+/// sequenced rows.
+#[derive(Debug, Clone)]
+pub(crate) struct V1Tables {
     pub(crate) body: Alias,
     pub(crate) incoming: Alias,
     pub(crate) outgoing: Alias,
-    pub(crate) dead_letter: Alias,
-    pub(crate) instance: Alias,
 }
 
 impl Tables {
@@ -36,9 +47,12 @@ impl Tables {
         Self {
             prefix: prefix.to_owned(),
             partition: Alias::new(format!("{prefix}partition")),
-            body: Alias::new(format!("{prefix}body")),
-            incoming: Alias::new(format!("{prefix}incoming")),
-            outgoing: Alias::new(format!("{prefix}outgoing")),
+            message: Alias::new(format!("{prefix}message")),
+            v1: V1Tables {
+                body: Alias::new(format!("{prefix}body")),
+                incoming: Alias::new(format!("{prefix}incoming")),
+                outgoing: Alias::new(format!("{prefix}outgoing")),
+            },
             dead_letter: Alias::new(format!("{prefix}dead_letter")),
             instance: Alias::new(format!("{prefix}instance")),
         }

@@ -42,6 +42,10 @@ impl Dialect for PostgresDialect {
         false
     }
 
+    fn partial_indexes(&self) -> bool {
+        true
+    }
+
     fn worker_transaction(&self) -> TransactionOptions {
         TransactionOptions::default()
     }
@@ -100,9 +104,12 @@ impl Dialect for PostgresDialect {
     }
 
     fn drop_wakeup_schema(&self, prefix: &str) -> Vec<String> {
-        vec![format!(
-            "DROP FUNCTION IF EXISTS {prefix}notify_outgoing() CASCADE"
-        )]
+        // Schema v1's function too: the v2 migration drops v1's tables, and
+        // with them its trigger, but not the function.
+        vec![
+            format!("DROP FUNCTION IF EXISTS {prefix}notify_outgoing() CASCADE"),
+            format!("DROP FUNCTION IF EXISTS {prefix}notify_sequenced() CASCADE"),
+        ]
     }
 
     async fn listen(

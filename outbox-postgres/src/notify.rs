@@ -11,8 +11,8 @@ pub(crate) const NOTIFY_SQL: &str = "SELECT pg_notify($1, $2)";
 /// (look everywhere) rather than a list that could pass NOTIFY's 8,000-byte limit.
 const MAX_LISTED_PARTITIONS: usize = 500;
 
-/// A statement-level trigger: a sequencer commit that inserted outgoing rows
-/// notifies `p<id>,<id>,...` with the partition rows filled, so processors
+/// A statement-level trigger: a sequencer commit that numbered messages
+/// (the only UPDATE of the message table) notifies `p<id>,<id>,...` with the partition rows filled, so processors
 /// in other instances wake. `pg_notify` inside the writing transaction is
 /// delivered by the server only on commit.
 ///
@@ -25,14 +25,14 @@ pub(crate) fn triggers(prefix: &str, channel: &str) -> Vec<String> {
         format!(
             "DO $$ BEGIN \
                IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = '{name}' AND tgrelid = '{table}'::regclass) THEN \
-                 CREATE TRIGGER {name} AFTER INSERT ON {table} {referencing} FOR EACH STATEMENT EXECUTE FUNCTION {function}(); \
+                 CREATE TRIGGER {name} AFTER UPDATE ON {table} {referencing} FOR EACH STATEMENT EXECUTE FUNCTION {function}(); \
                END IF; \
              END $$"
         )
     };
     vec![
         format!(
-            "CREATE OR REPLACE FUNCTION {prefix}notify_outgoing() RETURNS trigger LANGUAGE plpgsql AS $$ \
+            "CREATE OR REPLACE FUNCTION {prefix}notify_sequenced() RETURNS trigger LANGUAGE plpgsql AS $$ \
              DECLARE ids text; n integer; \
              BEGIN \
                SELECT string_agg(DISTINCT partition_id::text, ','), count(DISTINCT partition_id) INTO ids, n FROM new_rows; \
@@ -41,10 +41,10 @@ pub(crate) fn triggers(prefix: &str, channel: &str) -> Vec<String> {
              END $$"
         ),
         trigger(
-            &format!("{prefix}outgoing_notify"),
-            &format!("{prefix}outgoing"),
+            &format!("{prefix}message_notify"),
+            &format!("{prefix}message"),
             "REFERENCING NEW TABLE AS new_rows",
-            &format!("{prefix}notify_outgoing"),
+            &format!("{prefix}notify_sequenced"),
         ),
     ]
 }

@@ -41,6 +41,10 @@ impl Dialect for SqliteDialect {
         false
     }
 
+    fn partial_indexes(&self) -> bool {
+        true
+    }
+
     fn worker_transaction(&self) -> TransactionOptions {
         TransactionOptions {
             sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),

@@ -252,17 +252,16 @@ async fn move_back(
     };
     let ids = || candidates.iter().map(|c| c.message_id.as_bytes().to_vec());
 
-    // 4. The original's own outgoing row at its old sequence number (at or
-    //    below the cursor, not yet vacuumed). Deleted first, as the vacuum
-    //    does (outgoing rows, then bodies), so a vacuum pass that locked it
-    //    is waited for, and one that comes later does not see it.
-    let mut old_outgoing = Cond::any();
+    // 4. The original's own message row at its old sequence number (at or
+    //    below the cursor, not yet vacuumed): its message id must be free
+    //    for the new row.
+    let mut old_rows = Cond::any();
     let mut any_old = false;
     for c in candidates {
         let row = row_of(c)?;
         if c.seq <= row.processed_seq {
             any_old = true;
-            old_outgoing = old_outgoing.add(
+            old_rows = old_rows.add(
                 Cond::all()
                     .add(Expr::col(Column::PartitionId).eq(row.id))
                     .add(Expr::col(Column::Seq).eq(c.seq))
@@ -272,58 +271,28 @@ async fn move_back(
     }
     if any_old {
         let delete = Query::delete()
-            .from_table(t.outgoing.clone())
-            .cond_where(old_outgoing)
+            .from_table(t.message.clone())
+            .cond_where(old_rows)
             .to_owned();
         txn.execute(&delete).await.map_err(err)?;
     }
 
-    // 5. Lock the body rows with these ids, then make sure no other message
-    //    uses them: bodies are keyed by message id, so a second message
-    //    with the id would share its body, and the vacuum of either would
-    //    delete it under the other. Locked, a body can gain no new
-    //    reference (a new one needs its own body row first).
-    let mut lock = Query::select();
-    lock.column(Column::MessageId)
-        .from(t.body.clone())
-        .and_where(Expr::col(Column::MessageId).is_in(ids()));
-    if let Some(lock_type) = admin.dialect.partition_lock() {
-        lock.lock(lock_type);
-    }
-    let mut leftover = Vec::new();
-    for row in txn.query_all(&lock).await.map_err(err)? {
-        leftover.push(
-            row.try_get::<Vec<u8>>("", Column::MessageId.name())
-                .map_err(err)?,
-        );
-    }
-    let waiting_incoming = Query::select()
-        .column(Column::MessageId)
-        .from(t.incoming.clone())
-        .and_where(Expr::col(Column::MessageId).is_in(ids()))
-        .limit(1)
-        .to_owned();
-    if let Some(row) = txn.query_one(&waiting_incoming).await.map_err(err)? {
-        let id: Vec<u8> = row.try_get("", Column::MessageId.name()).map_err(err)?;
-        return Err(OutboxError::MessageStillQueued {
-            message_id: message_id(&id).map_err(err)?,
-        });
-    }
-    // Incoming before outgoing: a row the sequencer moves in between is
-    // seen in one or the other.
-    let (o, p) = (Alias::new("o"), Alias::new("p"));
+    // 5. Any other message with one of these ids: still waiting (unsequenced,
+    //    or above its partition's cursor) means the original is queued
+    //    again; delivered means another message took the id.
+    let (m, p) = (Alias::new("m"), Alias::new("p"));
     let users = Query::select()
-        .column((o.clone(), Column::MessageId))
-        .column((o.clone(), Column::Seq))
+        .column((m.clone(), Column::MessageId))
+        .column((m.clone(), Column::Seq))
         .column((p.clone(), Column::ProcessedSeq))
-        .from_as(t.outgoing.clone(), o.clone())
+        .from_as(t.message.clone(), m.clone())
         .join_as(
             JoinType::InnerJoin,
             t.partition.clone(),
             p.clone(),
-            Expr::col((p.clone(), Column::Id)).equals((o.clone(), Column::PartitionId)),
+            Expr::col((p.clone(), Column::Id)).equals((m.clone(), Column::PartitionId)),
         )
-        .and_where(Expr::col((o.clone(), Column::MessageId)).is_in(ids()))
+        .and_where(Expr::col((m.clone(), Column::MessageId)).is_in(ids()))
         .to_owned();
     let mut in_use = None;
     for row in txn.query_all(&users).await.map_err(err)? {
@@ -332,9 +301,9 @@ async fn move_back(
                 .map_err(err)?,
         )
         .map_err(err)?;
-        let seq: i64 = row.try_get("", Column::Seq.name()).map_err(err)?;
+        let seq: Option<i64> = row.try_get("", Column::Seq.name()).map_err(err)?;
         let processed: i64 = row.try_get("", Column::ProcessedSeq.name()).map_err(err)?;
-        if seq > processed {
+        if seq.is_none_or(|seq| seq > processed) {
             return Err(OutboxError::MessageStillQueued { message_id: id });
         }
         in_use.get_or_insert(id);
@@ -342,73 +311,53 @@ async fn move_back(
     if let Some(id) = in_use {
         return Err(OutboxError::MessageIdInUse { message_id: id });
     }
-    // What is left is the original's body, or one nothing refers to.
-    if !leftover.is_empty() {
-        let delete = Query::delete()
-            .from_table(t.body.clone())
-            .and_where(Expr::col(Column::MessageId).is_in(leftover.iter().cloned()))
-            .to_owned();
-        txn.execute(&delete).await.map_err(err)?;
-    }
 
-    // 6. The new message: body, then incoming, in dead-letter id order, in
+    // 6. The new messages, unsequenced, in dead-letter id order, in
     //    statements within the backend's parameter and packet limits.
     let now = admin.dialect.now_millis();
     let chunks = statement_chunks(
         candidates,
         admin.dialect.statement_limits(),
         ROWS_PER_STATEMENT,
-        5,
+        6,
         |c| c.payload.len() + c.payload_type.len() + c.headers.len(),
     );
     for chunk in chunks {
-        let mut body = Query::insert();
-        body.into_table(t.body.clone()).columns([
+        let mut insert = Query::insert();
+        insert.into_table(t.message.clone()).columns([
+            Column::PartitionId,
             Column::MessageId,
             Column::Payload,
             Column::PayloadType,
             Column::Headers,
             Column::CreatedAt,
         ]);
-        let mut incoming = Query::insert();
-        incoming
-            .into_table(t.incoming.clone())
-            .columns([Column::PartitionId, Column::MessageId]);
         for c in chunk {
             let row = row_of(c)?;
-            body.values([
-                Expr::val(c.message_id.as_bytes().to_vec()),
-                Expr::val(c.payload.clone()),
-                Expr::val(c.payload_type.clone()),
-                Expr::val(c.headers.clone()),
-                now.clone(),
-            ])
-            .map_err(OutboxError::internal)?;
-            incoming
+            insert
                 .values([
                     Expr::val(row.id),
                     Expr::val(c.message_id.as_bytes().to_vec()),
+                    Expr::val(c.payload.clone()),
+                    Expr::val(c.payload_type.clone()),
+                    Expr::val(c.headers.clone()),
+                    now.clone(),
                 ])
                 .map_err(OutboxError::internal)?;
         }
-        if let Err(e) = txn.execute(&body).await {
+        if let Err(e) = txn.execute(&insert).await {
             return Err(match admin.error(e) {
-                // A message enqueued with one of the ids meanwhile (its body
-                // was not there to lock): it keeps the id.
+                // A message enqueued with one of the ids meanwhile: it keeps
+                // the id.
                 OutboxError::Database {
                     kind: DbErrorKind::UniqueViolation,
                     ..
                 } => OutboxError::MessageIdInUse {
-                    message_id: candidates
-                        .iter()
-                        .map(|c| c.message_id)
-                        .find(|id| !leftover.iter().any(|l| l.as_slice() == id.as_bytes()))
-                        .unwrap_or_default(),
+                    message_id: chunk.first().map(|c| c.message_id).unwrap_or_default(),
                 },
                 other => other,
             });
         }
-        txn.execute(&incoming).await.map_err(err)?;
     }
     Ok(())
 }

@@ -1,4 +1,4 @@
-//! Reading and updating a partition row and its outgoing messages: the
+//! Reading and updating a partition row and its sequenced messages: the
 //! statements both processing modes share.
 
 use std::time::Duration;
@@ -98,25 +98,19 @@ pub(crate) async fn read_batch<C: ConnectionTrait>(
     processed_seq: i64,
     limit: u32,
 ) -> Result<Vec<Delivery>, OutboxError> {
-    let (outgoing, body) = (&shared.tables.outgoing, &shared.tables.body);
     let select = Query::select()
-        .column((outgoing.clone(), Column::Seq))
         .columns([
-            (body.clone(), Column::MessageId),
-            (body.clone(), Column::Payload),
-            (body.clone(), Column::PayloadType),
-            (body.clone(), Column::Headers),
-            (body.clone(), Column::CreatedAt),
+            Column::Seq,
+            Column::MessageId,
+            Column::Payload,
+            Column::PayloadType,
+            Column::Headers,
+            Column::CreatedAt,
         ])
-        .from(outgoing.clone())
-        .inner_join(
-            body.clone(),
-            Expr::col((body.clone(), Column::MessageId))
-                .equals((outgoing.clone(), Column::MessageId)),
-        )
-        .and_where(Expr::col((outgoing.clone(), Column::PartitionId)).eq(partition_id))
-        .and_where(Expr::col((outgoing.clone(), Column::Seq)).gt(processed_seq))
-        .order_by((outgoing.clone(), Column::Seq), Order::Asc)
+        .from(shared.tables.message.clone())
+        .and_where(Expr::col(Column::PartitionId).eq(partition_id))
+        .and_where(Expr::col(Column::Seq).gt(processed_seq))
+        .order_by(Column::Seq, Order::Asc)
         .limit(u64::from(limit))
         .to_owned();
     let rows = conn
@@ -126,7 +120,7 @@ pub(crate) async fn read_batch<C: ConnectionTrait>(
     let mut deliveries = Vec::with_capacity(rows.len());
     for row in rows {
         let delivery = parse_delivery(&row, queue, partition).map_err(|e| shared.db_error(e))?;
-        // Dense by construction; a gap would mean a missing body, so stop there.
+        // Dense by construction; a gap would mean a deleted message, so stop there.
         if delivery.seq != processed_seq + 1 + deliveries.len() as i64 {
             tracing::error!(
                 partition_id,

@@ -1,5 +1,5 @@
-//! Vacuum: deletes outgoing and body rows at or below each partition's
-//! cursor, in bounded batches, only where the cursor moved since last time.
+//! Vacuum: deletes the messages at or below each partition's cursor, in
+//! bounded batches, only where the cursor moved since last time.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -105,15 +105,13 @@ impl Vacuum {
         }
     }
 
-    /// Deletes one batch of a partition's outgoing rows at or below the
-    /// cursor and their bodies, in one transaction: bodies are keyed by
-    /// message id, and an outgoing row left without its body (a crash
-    /// between two transactions) would later delete the body of a new
-    /// message that reused the id. The outgoing rows are read with a row
-    /// lock, and only the bodies of the rows read are deleted: a requeue
-    /// deletes a dead letter's old outgoing row before writing a new body
-    /// with its id, so it either waits for this batch or its row is not in
-    /// it. Returns the rows read and the rows deleted.
+    /// Deletes one batch of a partition's messages at or below the cursor:
+    /// reads the batch's last `seq`, then deletes up to it. A message at or
+    /// below the cursor is never read again and nothing else refers to it:
+    /// a requeue writes a new row (its own id, `seq` NULL until numbered
+    /// above the cursor) after deleting the original's, so the two deletes
+    /// can only meet on the same row, and either finds it gone. No row lock
+    /// or transaction is needed. Returns the rows read and the rows deleted.
     async fn vacuum_batch(
         &self,
         partition_id: i64,
@@ -122,43 +120,25 @@ impl Vacuum {
         let shared = &self.shared;
         let t = &shared.tables;
         let err = |e| shared.db_error(e);
-        let txn = shared.begin_worker().await?;
-        let mut select = Query::select();
-        select
-            .columns([Column::Seq, Column::MessageId])
-            .from(t.outgoing.clone())
+        let select = Query::select()
+            .column(Column::Seq)
+            .from(t.message.clone())
             .and_where(Expr::col(Column::PartitionId).eq(partition_id))
             .and_where(Expr::col(Column::Seq).lte(processed))
             .order_by(Column::Seq, Order::Asc)
-            .limit(u64::from(self.config.vacuum_batch));
-        if let Some(lock) = shared.dialect.partition_lock() {
-            select.lock(lock);
-        }
-        let rows = txn.query_all(&select).await.map_err(err)?;
+            .limit(u64::from(self.config.vacuum_batch))
+            .to_owned();
+        let rows = shared.db.query_all(&select).await.map_err(err)?;
         let Some(last) = rows.last() else {
-            txn.commit().await.map_err(err)?;
             return Ok((0, 0));
         };
         let last_seq: i64 = last.try_get("", Column::Seq.name()).map_err(err)?;
-        let mut ids = Vec::with_capacity(rows.len());
-        for row in &rows {
-            ids.push(
-                row.try_get::<Vec<u8>>("", Column::MessageId.name())
-                    .map_err(err)?,
-            );
-        }
-        let bodies = Query::delete()
-            .from_table(t.body.clone())
-            .and_where(Expr::col(Column::MessageId).is_in(ids))
-            .to_owned();
-        txn.execute(&bodies).await.map_err(err)?;
-        let outgoing = Query::delete()
-            .from_table(t.outgoing.clone())
+        let delete = Query::delete()
+            .from_table(t.message.clone())
             .and_where(Expr::col(Column::PartitionId).eq(partition_id))
             .and_where(Expr::col(Column::Seq).lte(last_seq))
             .to_owned();
-        let deleted = txn.execute(&outgoing).await.map_err(err)?.rows_affected();
-        txn.commit().await.map_err(err)?;
+        let deleted = shared.db.execute(&delete).await.map_err(err)?.rows_affected();
         Ok((rows.len(), deleted))
     }
 }
