@@ -159,13 +159,26 @@ async fn admin(url: &str, dialect: Arc<dyn Dialect>, prefix: &str) -> Result<Out
 async fn migrate(url: &str, dialect: Arc<dyn Dialect>, prefix: &str) -> Result<Output, Failure> {
     let schema = OutboxSchema::for_dialect(dialect.clone()).prefix(prefix)?;
     let db = connect::connect(&connect::create_if_missing(url)).await?;
+    let before = schema.version(&db).await?;
     schema.migrate(&db).await?;
+    let after = schema.version(&db).await?;
+    let change = match before {
+        0 => format!("created at schema version {after}"),
+        b if b == after => format!("already at schema version {after}"),
+        b => format!("upgraded from schema version {b} to {after}"),
+    };
     Ok(Output {
         text: format!(
-            "the outbox tables with prefix {prefix:?} are up to date ({})",
+            "the outbox tables with prefix {prefix:?} are up to date ({}): {change}",
             dialect.name()
         ),
-        json: json!({ "migrated": true, "prefix": prefix, "backend": dialect.name() }),
+        json: json!({
+            "migrated": true,
+            "prefix": prefix,
+            "backend": dialect.name(),
+            "version_before": before,
+            "version_after": after,
+        }),
     })
 }
 

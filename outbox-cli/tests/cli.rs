@@ -158,9 +158,7 @@ impl Env {
         }
         for table in [
             "partition",
-            "body",
-            "incoming",
-            "outgoing",
+            "message",
             "dead_letter",
             "instance",
         ] {
@@ -169,7 +167,7 @@ impl Env {
         }
         // PostgreSQL's trigger function; a harmless error elsewhere.
         let sql = format!(
-            "DROP FUNCTION IF EXISTS {}notify_outgoing() CASCADE",
+            "DROP FUNCTION IF EXISTS {}notify_sequenced() CASCADE",
             self.prefix
         );
         let _ = db.execute_unprepared(&sql).await;
@@ -204,8 +202,17 @@ async fn operator_recovers_dead_letters(backend: Backend, case: &str) {
         return;
     };
     // The schema, made by the tool itself (twice: migrate is re-runnable).
-    assert!(env.ok(&["migrate"]).stdout.contains("up to date"));
-    env.ok(&["migrate", "--json"]);
+    let created = env.ok(&["migrate"]).stdout;
+    assert!(
+        created.contains("up to date") && created.contains("created at schema version 2"),
+        "{created}"
+    );
+    let again = env.ok(&["migrate", "--json"]).stdout;
+    let again: serde_json::Value = serde_json::from_str(&again).expect("migrate --json");
+    assert_eq!(
+        (&again["version_before"], &again["version_after"]),
+        (&serde_json::json!(2), &serde_json::json!(2))
+    );
     let db = env.db().await;
 
     // Two poison messages among good ones.

@@ -138,6 +138,15 @@ impl TestDb {
             .await
     }
 
+    /// Messages not yet sequenced (`seq` NULL in the message table).
+    pub async fn unsequenced(&self) -> i64 {
+        self.scalar(&format!(
+            "SELECT COUNT(*) AS n FROM {} WHERE seq IS NULL",
+            self.table("message")
+        ))
+        .await
+    }
+
     /// Runs a query returning one integer column named `n`.
     pub async fn scalar(&self, sql: &str) -> i64 {
         let row = self
@@ -230,7 +239,7 @@ impl TestDb {
             .await
             .expect("sequencer start");
         let sequenced = crate::poll_until(std::time::Duration::from_secs(60), || async {
-            self.count("incoming").await == 0
+            self.unsequenced().await == 0
         })
         .await;
         assert!(

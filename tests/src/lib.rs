@@ -61,6 +61,7 @@ macro_rules! all_cases {
             bad_input_returns_typed_errors_and_changes_nothing,
             bad_configuration_fails_at_start,
             migrations_are_rerunnable_and_concurrent,
+            upgrade_from_v1_keeps_every_message_in_flight,
             late_committed_message_is_not_skipped,
             notifications_wake_another_instance_without_polling,
             quick_polls_after_activity_see_another_instances_commit,

@@ -788,7 +788,7 @@ pub async fn fault_long_transaction_held_open_during_load(db: TestDb) {
         .begin_with_config(Some(IsolationLevel::RepeatableRead), None)
         .await
         .unwrap();
-    for table in ["partition", "incoming", "outgoing", "body", "dead_letter"] {
+    for table in ["partition", "message", "dead_letter"] {
         long_txn
             .query_one_raw(Statement::from_string(
                 db.db.get_database_backend(),

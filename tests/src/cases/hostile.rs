@@ -204,12 +204,12 @@ pub async fn heartbeat_rows_of_gone_instances_are_deleted(db: TestDb) {
 }
 
 /// Another transaction (standing in for a sequencer that ignored the
-/// partition lock, or an operator's cleanup) deletes one of three incoming
-/// rows after the sequencer read them and before its own DELETE, which
-/// waits for that row's lock. The sequencer must notice that it deleted
-/// fewer rows than it moved and roll the pass back: the message taken by
-/// the other transaction is not sequenced by this one (its outgoing row
-/// would be a second copy), and the other two are, with seqs 1 and 2.
+/// partition lock, or an operator's cleanup) deletes one of three
+/// unsequenced messages after the sequencer read them and before its own
+/// UPDATE, which waits for that row's lock. The sequencer must notice that
+/// it numbered fewer rows than it read and roll the pass back: the message
+/// taken by the other transaction is not sequenced by this one (numbering
+/// around it would leave a gap), and the other two are, with seqs 1 and 2.
 /// SQLite has one writer: no other transaction can change the rows during a
 /// sequencer's transaction.
 pub async fn sequencer_rolls_back_when_incoming_rows_were_taken(db: TestDb) {
@@ -217,19 +217,19 @@ pub async fn sequencer_rolls_back_when_incoming_rows_were_taken(db: TestDb) {
     let waiting_delete = match db.backend {
         Backend::Postgres => format!(
             "SELECT COUNT(*) AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
-             AND query LIKE 'DELETE FROM \"{}\"%'",
-            db.table("incoming")
+             AND query LIKE 'UPDATE \"{}\"%'",
+            db.table("message")
         ),
         Backend::MySql => format!(
             "SELECT COUNT(*) AS n FROM information_schema.processlist \
-             WHERE info LIKE 'DELETE FROM `{}`%'",
-            db.table("incoming")
+             WHERE info LIKE 'UPDATE `{}`%'",
+            db.table("message")
         ),
         Backend::Sqlite => {
             skip(
                 CASE,
                 db.backend,
-                "one writer: no transaction can delete incoming rows during a sequencer's",
+                "one writer: no transaction can delete messages during a sequencer's",
             );
             return;
         }
@@ -257,7 +257,10 @@ pub async fn sequencer_rolls_back_when_incoming_rows_were_taken(db: TestDb) {
         .db
         .query_all_raw(Statement::from_string(
             db.db.get_database_backend(),
-            format!("SELECT id FROM {} ORDER BY id", db.table("incoming")),
+            format!(
+                "SELECT id FROM {} WHERE seq IS NULL ORDER BY id",
+                db.table("message")
+            ),
         ))
         .await
         .unwrap()
@@ -272,7 +275,7 @@ pub async fn sequencer_rolls_back_when_incoming_rows_were_taken(db: TestDb) {
     taker
         .execute_unprepared(&format!(
             "DELETE FROM {} WHERE id = {}",
-            db.table("incoming"),
+            db.table("message"),
             incoming[1]
         ))
         .await
@@ -288,7 +291,7 @@ pub async fn sequencer_rolls_back_when_incoming_rows_were_taken(db: TestDb) {
     while db.scalar(&waiting_delete).await == 0 {
         assert!(
             tokio::time::Instant::now() < deadline,
-            "the sequencer never reached its DELETE of the incoming rows"
+            "the sequencer never reached its UPDATE of the messages"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

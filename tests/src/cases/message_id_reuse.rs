@@ -44,7 +44,7 @@ fn id_literal(db: &TestDb, id: Uuid) -> String {
     }
 }
 
-/// The payload of the body row with `id`, if there is one.
+/// The payload of the message row with `id`, if there is one.
 async fn body_payload(db: &TestDb, id: Uuid) -> Option<String> {
     use outbox_core::sea_orm::ConnectionTrait;
     let row = db
@@ -53,7 +53,7 @@ async fn body_payload(db: &TestDb, id: Uuid) -> Option<String> {
             db.db.get_database_backend(),
             format!(
                 "SELECT payload FROM {} WHERE message_id = {}",
-                db.table("body"),
+                db.table("message"),
                 id_literal(db, id)
             ),
         ))
@@ -96,15 +96,14 @@ async fn dead_letter_and_vacuum(db: &TestDb, id: Uuid) {
         "the original message is dead-lettered and vacuumed",
         || async {
             dl.count(&DeadLetterScope::all()).await.unwrap() == 1
-                && rows_with_id(db, "body", id).await == 0
-                && rows_with_id(db, "outgoing", id).await == 0
+                && rows_with_id(db, "message", id).await == 0
         },
     )
     .await;
     handle.stop().await;
 }
 
-/// Runs the vacuum over queue `r` (and only it) until its outgoing rows are gone.
+/// Runs the vacuum over queue `r` (and only it) until its message rows are gone.
 async fn vacuum_r(db: &TestDb) {
     let vacuum = db
         .builder()
@@ -115,7 +114,7 @@ async fn vacuum_r(db: &TestDb) {
     eventually("queue r is vacuumed", || async {
         db.scalar(&format!(
             "SELECT COUNT(*) AS n FROM {} o JOIN {} p ON p.id = o.partition_id WHERE p.queue_name = 'r'",
-            db.table("outgoing"),
+            db.table("message"),
             db.table("partition")
         ))
         .await
@@ -143,13 +142,13 @@ async fn deliver_q(db: &TestDb, want: &[&str], missing: &str) -> Vec<Received> {
     handle.stop().await;
     assert!(
         arrived,
-        "{missing}: queue q delivered {:?} (body rows: {}, outgoing rows: {})",
+        "{missing}: queue q delivered {:?} (message rows: {}, unsequenced: {})",
         rec.all()
             .iter()
             .map(|r| (r.seq, r.payload.as_str()))
             .collect::<Vec<_>>(),
-        db.count("body").await,
-        db.count("outgoing").await,
+        db.count("message").await,
+        db.unsequenced().await,
     );
     rec.all()
 }
@@ -194,7 +193,7 @@ pub async fn requeue_after_message_id_reuse_delivers_both_and_stalls_nothing(db:
         .unwrap()
         .expect("r/0 is free");
     assert!(producer.outbox().acknowledge(&lease, 1).await.unwrap());
-    assert_eq!(rows_with_id(&db, "outgoing", x).await, 1);
+    assert_eq!(rows_with_id(&db, "message", x).await, 1);
 
     let dl = admin(&db);
     let all = DeadLetterScope::all();
@@ -218,7 +217,7 @@ pub async fn requeue_after_message_id_reuse_delivers_both_and_stalls_nothing(db:
                 Some("reuse"),
                 "a refused requeue touched the other message's body"
             );
-            assert_eq!(db.count("incoming").await, 0);
+            assert_eq!(db.unsequenced().await, 0);
             vacuum_r(&db).await;
             let requeued = dl.requeue(&all, 10).await.unwrap();
             assert_eq!(requeued.len(), 1, "requeue after the vacuum");
@@ -298,7 +297,7 @@ pub async fn requeue_refuses_an_id_waiting_in_another_partition(db: TestDb) {
     );
     assert!(refused, "requeue accepted an id still waiting in queue r");
     eventually("queue r is vacuumed", || async {
-        rows_with_id(&db, "outgoing", x).await == 0
+        rows_with_id(&db, "message", x).await == 0
     })
     .await;
     handle.stop().await;

@@ -26,6 +26,7 @@ mod settlement_recording;
 mod stats;
 mod transactional;
 mod vacuum;
+mod upgrade;
 mod wakeup;
 
 pub(crate) use outbox_test_support::{PATIENCE, eventually};
@@ -78,6 +79,7 @@ pub use metric::{
     metrics_count_each_message_exactly_once, metrics_count_each_transactional_message_exactly_once,
 };
 pub use model::model_random_operations_match_the_model;
+pub use upgrade::upgrade_from_v1_keeps_every_message_in_flight;
 pub use ordering::{
     late_committed_message_is_not_skipped, no_loss_across_ten_thousand_messages,
     order_per_partition_with_four_producers,

@@ -214,8 +214,8 @@ pub async fn three_processes_share_partitions_and_survive_a_kill(db: TestDb) {
                 ))
                 .await;
             eprintln!(
-                "instance rows: {instances}, incoming: {}",
-                db.count("incoming").await
+                "instance rows: {instances}, unsequenced: {}",
+                db.unsequenced().await
             );
             panic!(
                 "delivered {} of {total} after a worker was killed",

@@ -63,16 +63,26 @@ async fn enqueue(db: &TestDb, handle: &outbox_core::OutboxHandle, range: std::op
     handle.outbox().notify();
 }
 
-/// Writes a body row with `message_id`, as one not yet vacuumed would be.
-async fn stale_body(db: &TestDb, message_id: uuid::Uuid) {
+/// Writes the delivered message row of `message_id` at `seq` in `q`/0, as
+/// one not yet vacuumed would be (with a payload of its own, so a requeue
+/// that delivered this row rather than the letter would show).
+async fn stale_message(db: &TestDb, message_id: uuid::Uuid, seq: i64) {
     let delete = Query::delete()
-        .from_table(Alias::new(db.table("body")))
+        .from_table(Alias::new(db.table("message")))
         .and_where(Expr::col("message_id").eq(message_id.as_bytes().to_vec()))
         .to_owned();
     db.db.execute(&delete).await.unwrap();
+    let partition_id = db
+        .scalar(&format!(
+            "SELECT id AS n FROM {} WHERE queue_name = 'q' AND partition_no = 0",
+            db.table("partition")
+        ))
+        .await;
     let insert = Query::insert()
-        .into_table(Alias::new(db.table("body")))
+        .into_table(Alias::new(db.table("message")))
         .columns([
+            "partition_id",
+            "seq",
             "message_id",
             "payload",
             "payload_type",
@@ -80,6 +90,8 @@ async fn stale_body(db: &TestDb, message_id: uuid::Uuid) {
             "created_at",
         ])
         .values_panic([
+            Expr::val(partition_id),
+            Expr::val(seq),
             Expr::val(message_id.as_bytes().to_vec()),
             Expr::val(b"stale".to_vec()),
             Expr::val("stale"),
@@ -91,8 +103,8 @@ async fn stale_body(db: &TestDb, message_id: uuid::Uuid) {
 }
 
 /// A requeued letter goes back into its partition as a new message (same
-/// id and headers) and is delivered after the messages already there; a
-/// leftover body row with its id is replaced.
+/// id and headers) and is delivered after the messages already there; the
+/// original's row, not yet vacuumed, is replaced.
 pub async fn requeued_letter_is_delivered_after_the_partitions_messages(db: TestDb) {
     let handler = FirstTimePoison {
         poison: vec!["m2".into()],
@@ -121,11 +133,11 @@ pub async fn requeued_letter_is_delivered_after_the_partitions_messages(db: Test
         .remove(0);
     assert_eq!(letter.seq, 3);
 
-    // Three more messages wait in the partition; the original body may linger.
+    // Three more messages wait in the partition; the original's row may linger.
     let producer = db.producer("q", 1).await;
     enqueue(&db, &producer, 5..8).await;
     producer.stop().await;
-    stale_body(&db, letter.message_id).await;
+    stale_message(&db, letter.message_id, letter.seq).await;
 
     let requeued = dl.requeue(&all, 100).await.unwrap();
     assert_eq!(requeued.len(), 1);
@@ -265,7 +277,7 @@ pub async fn requeue_refuses_missing_partitions_and_queued_duplicates(db: TestDb
             .unwrap(),
         1
     );
-    assert_eq!(db.count("incoming").await, 1);
+    assert_eq!(db.unsequenced().await, 1);
     assert!(is_invalid_scope(
         dl.requeue(&q.clone().status(DeadLetterStatus::Discarded), 10)
             .await
@@ -289,7 +301,7 @@ pub async fn concurrent_requeues_move_each_letter_once(db: TestDb) {
     let ids: HashSet<i64> = a.iter().chain(&b).map(|r| r.dead_letter_id).collect();
     assert_eq!(a.len() + b.len(), 30, "requeued {} + {}", a.len(), b.len());
     assert_eq!(ids.len(), 30, "a letter was requeued twice");
-    assert_eq!(db.count("incoming").await, 30);
+    assert_eq!(db.unsequenced().await, 30);
     let dl = admin(&db);
     assert_eq!(
         dl.count(&all.clone().status(DeadLetterStatus::Resolved))

@@ -35,8 +35,7 @@ pub async fn vacuum_removes_processed_rows(db: TestDb) {
         assert!(wait_until(PATIENCE, || rec.distinct() == expected).await);
         let deadline = tokio::time::Instant::now() + PATIENCE;
         loop {
-            let left =
-                db.count("outgoing").await + db.count("body").await + db.count("incoming").await;
+            let left = db.count("message").await;
             if left == 0 {
                 break;
             }
