@@ -156,12 +156,7 @@ impl Env {
             }
             return;
         }
-        for table in [
-            "partition",
-            "message",
-            "dead_letter",
-            "instance",
-        ] {
+        for table in ["partition", "message", "dead_letter", "instance"] {
             let sql = format!("DROP TABLE IF EXISTS {}{table}", self.prefix);
             let _ = db.execute_unprepared(&sql).await;
         }

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sea_orm::sea_query::{
-    ConditionalStatement,    Alias, ColumnDef, Expr, ExprTrait, Index, IndexCreateStatement, Query, Table,
-    TableCreateStatement, TableName, TableRef,
+    Alias, ColumnDef, ConditionalStatement, Expr, ExprTrait, Index, IndexCreateStatement, Query,
+    Table, TableCreateStatement, TableName, TableRef,
 };
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Statement};
 use sea_orm_migration::{MigrationName, MigrationTrait, SchemaManager};
@@ -271,7 +271,9 @@ impl OutboxSchema {
     }
 
     /// Schema v2's tables and their indexes, in creation order.
-    pub(crate) fn tables_and_indexes(&self) -> Vec<(TableCreateStatement, Vec<IndexCreateStatement>)> {
+    pub(crate) fn tables_and_indexes(
+        &self,
+    ) -> Vec<(TableCreateStatement, Vec<IndexCreateStatement>)> {
         use ColumnKind::{BigInt, Bytes, MessageId, Name, Text};
         let t = &self.tables;
         let mut seq = self.column(Column::Seq.name(), BigInt);
@@ -306,7 +308,11 @@ impl OutboxSchema {
         let t = &self.tables;
         let unsequenced = || Expr::col(Column::Seq).is_null();
         let by_message_id = self
-            .index(&t.message, "message_message_id", &[Column::MessageId.name()])
+            .index(
+                &t.message,
+                "message_message_id",
+                &[Column::MessageId.name()],
+            )
             .unique()
             .to_owned();
         if self.dialect.partial_indexes() {
@@ -356,9 +362,7 @@ impl OutboxSchema {
 }
 
 /// The tables schema v1 and v2 share: instance, partition, dead letter.
-fn shared_tables(
-    schema: &OutboxSchema,
-) -> Vec<(TableCreateStatement, Vec<IndexCreateStatement>)> {
+fn shared_tables(schema: &OutboxSchema) -> Vec<(TableCreateStatement, Vec<IndexCreateStatement>)> {
     use ColumnKind::{BigInt, Bytes, Int, MessageId, Name, Text};
     let t = &schema.tables;
     let nullable = |mut def: ColumnDef| {
@@ -467,7 +471,9 @@ impl MigrationName for CreateTables {
 #[async_trait]
 impl MigrationTrait for CreateTables {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let v1 = self.schema.table_statements(v1::tables_and_indexes(&self.schema));
+        let v1 = self
+            .schema
+            .table_statements(v1::tables_and_indexes(&self.schema));
         for statement in v1 {
             manager.get_connection().execute_raw(statement).await?;
         }

@@ -259,7 +259,10 @@ pub(crate) async fn collect(
     select
         .column(Column::PartitionId)
         .expr_as(Func::count(Expr::col(Column::Id)), Alias::new("n"))
-        .expr_as(Func::min(Expr::col(Column::CreatedAt)), Alias::new("oldest"))
+        .expr_as(
+            Func::min(Expr::col(Column::CreatedAt)),
+            Alias::new("oldest"),
+        )
         .from(message.clone())
         .and_where(Expr::col(Column::Seq).is_null())
         .group_by_col(Column::PartitionId);

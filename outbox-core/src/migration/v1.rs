@@ -63,4 +63,3 @@ pub(super) fn tables_and_indexes(
     tables.extend(dead_letter);
     tables
 }
-

@@ -345,7 +345,8 @@ impl Sequencer {
 
         // 4. Number the rows (only while still unsequenced), advance counters.
         for chunk in moved.chunks(ROWS_PER_STATEMENT) {
-            let mut pairs: Vec<(i64, i64)> = chunk.iter().map(|(id, _, seq, _)| (*id, *seq)).collect();
+            let mut pairs: Vec<(i64, i64)> =
+                chunk.iter().map(|(id, _, seq, _)| (*id, *seq)).collect();
             pairs.sort_unstable();
             let update = Query::update()
                 .table(t.message.clone())

@@ -138,7 +138,12 @@ impl Vacuum {
             .and_where(Expr::col(Column::PartitionId).eq(partition_id))
             .and_where(Expr::col(Column::Seq).lte(last_seq))
             .to_owned();
-        let deleted = shared.db.execute(&delete).await.map_err(err)?.rows_affected();
+        let deleted = shared
+            .db
+            .execute(&delete)
+            .await
+            .map_err(err)?
+            .rows_affected();
         Ok((rows.len(), deleted))
     }
 }

@@ -25,8 +25,8 @@ mod requeue;
 mod settlement_recording;
 mod stats;
 mod transactional;
-mod vacuum;
 mod upgrade;
+mod vacuum;
 mod wakeup;
 
 pub(crate) use outbox_test_support::{PATIENCE, eventually};
@@ -79,7 +79,6 @@ pub use metric::{
     metrics_count_each_message_exactly_once, metrics_count_each_transactional_message_exactly_once,
 };
 pub use model::model_random_operations_match_the_model;
-pub use upgrade::upgrade_from_v1_keeps_every_message_in_flight;
 pub use ordering::{
     late_committed_message_is_not_skipped, no_loss_across_ten_thousand_messages,
     order_per_partition_with_four_producers,
@@ -108,6 +107,7 @@ pub use transactional::{
     stop_then_restart_resumes_without_redelivery, transactional_handler_writes_commit_exactly_once,
     two_instances_share_partitions_without_duplicates,
 };
+pub use upgrade::upgrade_from_v1_keeps_every_message_in_flight;
 pub use vacuum::vacuum_removes_processed_rows;
 pub use wakeup::{
     notifications_wake_another_instance_without_polling,

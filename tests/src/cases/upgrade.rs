@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use outbox_core::sea_orm::sea_query::{Alias, Expr, Query, SimpleExpr};
+use outbox_core::sea_orm::sea_query::{Alias, Expr, ExprTrait, InsertStatement, Query, SimpleExpr};
 use outbox_core::sea_orm::{ConnectionTrait, DatabaseConnection};
 use outbox_core::{
     DeadLetterPage, DeadLetterScope, DeadLetterStatus, OutboxAdmin, OutboxSchema, Queue,
@@ -34,9 +34,8 @@ impl V1 {
         Alias::new(format!("{}{name}", self.prefix))
     }
 
-    async fn run(&self, statement: &impl outbox_core::sea_orm::sea_query::QueryStatementWriter) {
-        let built = self.db.get_database_backend().build(statement);
-        self.db.execute_raw(built).await.unwrap();
+    async fn run(&self, statement: &InsertStatement) {
+        self.db.execute(statement).await.unwrap();
     }
 
     /// A partition row as v1 left it: counters and retry state.
@@ -75,13 +74,15 @@ impl V1 {
         self.run(&insert).await;
         let row = self
             .db
-            .query_one_raw(self.db.get_database_backend().build(
-                Query::select()
-                    .column("id")
-                    .from(self.table("partition"))
-                    .and_where(Expr::col("queue_name").eq(queue))
-                    .and_where(Expr::col("partition_no").eq(no)),
-            ))
+            .query_one_raw(
+                self.db.get_database_backend().build(
+                    Query::select()
+                        .column("id")
+                        .from(self.table("partition"))
+                        .and_where(Expr::col("queue_name").eq(queue))
+                        .and_where(Expr::col("partition_no").eq(no)),
+                ),
+            )
             .await
             .unwrap()
             .unwrap();
@@ -94,7 +95,13 @@ impl V1 {
         let id = uuid::Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0000 | self.next);
         let insert = Query::insert()
             .into_table(self.table("body"))
-            .columns(["message_id", "payload", "payload_type", "headers", "created_at"])
+            .columns([
+                "message_id",
+                "payload",
+                "payload_type",
+                "headers",
+                "created_at",
+            ])
             .values_panic([
                 id.as_bytes().to_vec().into(),
                 text.as_bytes().to_vec().into(),
@@ -209,7 +216,9 @@ pub async fn upgrade_from_v1_keeps_every_message_in_flight(db: TestDb) {
     }
     // q/1: 1-3 sequenced, retry due in 1.5 s after three failures.
     let retry_at = now_ms() + 1_500;
-    let q1 = v1.partition("q", 1, 4, 0, Some((3, "later", retry_at))).await;
+    let q1 = v1
+        .partition("q", 1, 4, 0, Some((3, "later", retry_at)))
+        .await;
     for seq in 1..=3 {
         v1.outgoing(q1, seq, &format!("q1-{seq}")).await;
     }
@@ -298,7 +307,12 @@ pub async fn upgrade_from_v1_keeps_every_message_in_flight(db: TestDb) {
     })
     .await;
     let pending = DeadLetterScope::all().status(DeadLetterStatus::Pending);
-    let requeued = handle.outbox().dead_letters().requeue(&pending, 10).await.unwrap();
+    let requeued = handle
+        .outbox()
+        .dead_letters()
+        .requeue(&pending, 10)
+        .await
+        .unwrap();
     assert_eq!(requeued.len(), 1);
     eventually("the requeued letter is delivered", || async {
         rec.distinct() == 15
@@ -326,15 +340,24 @@ pub async fn upgrade_from_v1_keeps_every_message_in_flight(db: TestDb) {
     let mut r_texts = texts("r0", 1..=5);
     r_texts.push("dl-pending".into());
     assert_eq!(
-        by_partition.get(&("q".into(), 0)).cloned().unwrap_or_default(),
+        by_partition
+            .get(&("q".into(), 0))
+            .cloned()
+            .unwrap_or_default(),
         want(3, &texts("q0", 3..=8))
     );
     assert_eq!(
-        by_partition.get(&("q".into(), 1)).cloned().unwrap_or_default(),
+        by_partition
+            .get(&("q".into(), 1))
+            .cloned()
+            .unwrap_or_default(),
         want(1, &texts("q1", 1..=3))
     );
     assert_eq!(
-        by_partition.get(&("r".into(), 0)).cloned().unwrap_or_default(),
+        by_partition
+            .get(&("r".into(), 0))
+            .cloned()
+            .unwrap_or_default(),
         want(1, &r_texts)
     );
     assert_eq!(rec.len(), 15, "a message was delivered twice");
