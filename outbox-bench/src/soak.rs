@@ -20,14 +20,7 @@ use crate::db::BenchDb;
 use crate::writes::{self, integer};
 
 /// Every table the outbox schema creates.
-pub(crate) const OUTBOX_TABLES: [&str; 6] = [
-    "partition",
-    "body",
-    "incoming",
-    "outgoing",
-    "dead_letter",
-    "instance",
-];
+pub(crate) const OUTBOX_TABLES: [&str; 4] = ["partition", "message", "dead_letter", "instance"];
 
 /// The soak figures of the report.
 #[derive(Debug, Clone, Copy, Default)]

@@ -77,6 +77,16 @@ pub trait Dialect: Send + Sync + Debug + 'static {
         false
     }
 
+    /// Storage options appended to the message table's `CREATE TABLE`
+    /// (PostgreSQL: `WITH (fillfactor = 50)`). A message row is updated once,
+    /// right after it is written, when the sequencer numbers it; with room
+    /// left on its page the new version stays there, and PostgreSQL then
+    /// logs only the bytes that changed rather than the whole row. `None`
+    /// (the default) where the backend updates rows in place anyway.
+    fn message_table_options(&self) -> Option<&'static str> {
+        None
+    }
+
     /// How worker transactions (sequencing, processing, acknowledging) begin:
     /// READ COMMITTED on MySQL to avoid gap locks, `BEGIN IMMEDIATE` on SQLite
     /// to take the single writer lock up front.

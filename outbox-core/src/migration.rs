@@ -278,7 +278,7 @@ impl OutboxSchema {
         let t = &self.tables;
         let mut seq = self.column(Column::Seq.name(), BigInt);
         seq.null();
-        let message = Table::create()
+        let mut message = Table::create()
             .table(t.message.clone())
             .if_not_exists()
             .col(self.auto_id())
@@ -290,6 +290,9 @@ impl OutboxSchema {
             .col(self.column(Column::Headers.name(), Text))
             .col(self.column(Column::CreatedAt.name(), BigInt))
             .to_owned();
+        if let Some(options) = self.dialect.message_table_options() {
+            message.extra(options);
+        }
         let mut tables = shared_tables(self);
         let dead_letter = tables.pop();
         tables.push((message, self.message_indexes()));

@@ -46,6 +46,10 @@ impl Dialect for PostgresDialect {
         true
     }
 
+    fn message_table_options(&self) -> Option<&'static str> {
+        Some("WITH (fillfactor = 50)")
+    }
+
     fn worker_transaction(&self) -> TransactionOptions {
         TransactionOptions::default()
     }
