@@ -89,6 +89,7 @@ mod instance;
 mod message;
 pub mod metric;
 mod migration;
+mod next_seq;
 mod outbox;
 mod outbox_admin;
 mod partition;

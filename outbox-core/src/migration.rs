@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sea_orm::sea_query::{
-    Alias, ColumnDef, ConditionalStatement, Expr, ExprTrait, Index, IndexCreateStatement, Query,
+    Alias, Expr, ExprTrait, IndexCreateStatement, Query,
     Table, TableCreateStatement, TableName, TableRef,
 };
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Statement};
@@ -16,8 +16,11 @@ use crate::dialect::{ColumnKind, Dialect};
 use crate::error::{DbErrorKind, OutboxError};
 use crate::table::Tables;
 
+mod definition;
 mod upgrade;
 mod v1;
+
+use definition::Definitions;
 
 /// The outbox schema for one dialect and table prefix.
 ///
@@ -159,7 +162,7 @@ impl OutboxSchema {
     /// moved over (when v1's tables are there) and the wakeup DDL.
     async fn finish_upgrade<C: ConnectionTrait>(&self, db: &C) -> Result<(), DbErr> {
         let backend = self.dialect.backend();
-        if upgrade::move_v1_messages(self, db).await? {
+        if upgrade::move_v1_messages(&self.tables, db).await? {
             // v1's trigger went with its table; its function did not.
             for sql in self.dialect.drop_wakeup_schema(&self.tables.prefix) {
                 db.execute_raw(Statement::from_string(backend, sql)).await?;
@@ -182,7 +185,9 @@ impl OutboxSchema {
     async fn add_columns<C: ConnectionTrait>(&self, db: &C) -> Result<(), DbErr> {
         use ColumnKind::BigInt;
         let t = &self.tables;
-        let mut incarnation = self.column(Column::Incarnation.name(), BigInt);
+        let mut incarnation = self
+            .definitions()
+            .column(Column::Incarnation.name(), BigInt);
         incarnation.default(0);
         let probe = Query::select()
             .column((t.instance.clone(), Column::Incarnation))
@@ -205,7 +210,7 @@ impl OutboxSchema {
 
     /// Every table and index statement of schema v2, in order, for this backend.
     pub(crate) fn statements(&self) -> Vec<Statement> {
-        self.table_statements(self.tables_and_indexes())
+        self.table_statements(self.definitions().tables_and_indexes())
     }
 
     fn table_statements(
@@ -241,223 +246,13 @@ impl OutboxSchema {
             .collect()
     }
 
-    pub(super) fn column(&self, name: &'static str, kind: ColumnKind) -> ColumnDef {
-        let mut def = ColumnDef::new_with_type(name, self.dialect.column_type(kind));
-        def.not_null();
-        def
-    }
-
-    pub(super) fn auto_id(&self) -> ColumnDef {
-        let mut def = ColumnDef::new(Column::Id);
-        def.big_integer().not_null().auto_increment().primary_key();
-        def
-    }
-
-    pub(super) fn index(
-        &self,
-        table: &sea_orm::sea_query::Alias,
-        suffix: &str,
-        columns: &[&'static str],
-    ) -> IndexCreateStatement {
-        let mut index = Index::create();
-        index
-            .name(self.tables.name(suffix))
-            .table(table.clone())
-            .if_not_exists();
-        for column in columns {
-            index.col(*column);
-        }
-        index
-    }
-
-    /// Schema v2's tables and their indexes, in creation order.
-    pub(crate) fn tables_and_indexes(
-        &self,
-    ) -> Vec<(TableCreateStatement, Vec<IndexCreateStatement>)> {
-        use ColumnKind::{BigInt, Bytes, MessageId, Name, Text};
-        let t = &self.tables;
-        let mut seq = self.column(Column::Seq.name(), BigInt);
-        seq.null();
-        let mut message = Table::create()
-            .table(t.message.clone())
-            .if_not_exists()
-            .col(self.auto_id())
-            .col(self.column(Column::PartitionId.name(), BigInt))
-            .col(seq)
-            .col(self.column(Column::MessageId.name(), MessageId))
-            .col(self.column(Column::Payload.name(), Bytes))
-            .col(self.column(Column::PayloadType.name(), Name))
-            .col(self.column(Column::Headers.name(), Text))
-            .col(self.column(Column::CreatedAt.name(), BigInt))
-            .to_owned();
-        if let Some(options) = self.dialect.message_table_options() {
-            message.extra(options);
-        }
-        let mut tables = shared_tables(self);
-        let dead_letter = tables.pop();
-        tables.push((message, self.message_indexes()));
-        tables.extend(dead_letter);
-        tables
-    }
-
-    /// The message table's indexes. A message is inserted with `seq` NULL,
-    /// numbered by one UPDATE, and deleted by vacuum: the sequencer finds
-    /// unsequenced messages oldest first (overall and per partition), the
-    /// processor reads a partition's messages by `seq`, and a message id is
-    /// unique. With partial indexes each index holds only the rows it
-    /// serves, so numbering a message adds one entry (to the seq index) and
-    /// enqueuing three.
-    fn message_indexes(&self) -> Vec<IndexCreateStatement> {
-        let t = &self.tables;
-        let unsequenced = || Expr::col(Column::Seq).is_null();
-        let by_message_id = self
-            .index(
-                &t.message,
-                "message_message_id",
-                &[Column::MessageId.name()],
-            )
-            .unique()
-            .to_owned();
-        if self.dialect.partial_indexes() {
-            vec![
-                by_message_id,
-                self.index(&t.message, "message_unsequenced", &[Column::Id.name()])
-                    .and_where(unsequenced())
-                    .to_owned(),
-                self.index(
-                    &t.message,
-                    "message_partition_unsequenced",
-                    &[Column::PartitionId.name(), Column::Id.name()],
-                )
-                .and_where(unsequenced())
-                .to_owned(),
-                self.index(
-                    &t.message,
-                    "message_partition_seq",
-                    &[Column::PartitionId.name(), Column::Seq.name()],
-                )
-                .unique()
-                .and_where(Expr::col(Column::Seq).is_not_null())
-                .to_owned(),
-            ]
-        } else {
-            // Without partial indexes: NULLs do not collide in a unique
-            // index, and (seq, id) starts with the unsequenced rows in id
-            // order; (partition_id, seq) ends with the primary key, so it
-            // also finds a partition's unsequenced rows in id order.
-            vec![
-                by_message_id,
-                self.index(
-                    &t.message,
-                    "message_unsequenced",
-                    &[Column::Seq.name(), Column::Id.name()],
-                ),
-                self.index(
-                    &t.message,
-                    "message_partition_seq",
-                    &[Column::PartitionId.name(), Column::Seq.name()],
-                )
-                .unique()
-                .to_owned(),
-            ]
+    /// The table definitions for this dialect and prefix.
+    pub(crate) fn definitions(&self) -> Definitions<'_> {
+        Definitions {
+            dialect: self.dialect.as_ref(),
+            tables: &self.tables,
         }
     }
-}
-
-/// The tables schema v1 and v2 share: instance, partition, dead letter.
-fn shared_tables(schema: &OutboxSchema) -> Vec<(TableCreateStatement, Vec<IndexCreateStatement>)> {
-    use ColumnKind::{BigInt, Bytes, Int, MessageId, Name, Text};
-    let t = &schema.tables;
-    let nullable = |mut def: ColumnDef| {
-        def.null();
-        def
-    };
-    let with_default = |mut def: ColumnDef, value: i64| {
-        def.default(value);
-        def
-    };
-    let column = |name: Column, kind| schema.column(name.name(), kind);
-
-    let partition = Table::create()
-        .table(t.partition.clone())
-        .if_not_exists()
-        .col(schema.auto_id())
-        .col(column(Column::QueueName, Name))
-        .col(column(Column::PartitionNo, Int))
-        .col(with_default(column(Column::NextSeq, BigInt), 1))
-        .col(with_default(column(Column::ProcessedSeq, BigInt), 0))
-        .col(with_default(column(Column::Attempts, Int), 0))
-        .col(nullable(column(Column::LastError, Text)))
-        .col(with_default(column(Column::RetryAt, BigInt), 0))
-        .col(nullable(column(Column::LeaseOwner, Name)))
-        .col(with_default(column(Column::LeaseUntil, BigInt), 0))
-        .col(with_default(column(Column::LeaseToken, BigInt), 0))
-        .to_owned();
-    let partition_indexes = vec![
-        schema
-            .index(
-                &t.partition,
-                "partition_queue_no",
-                &[Column::QueueName.name(), Column::PartitionNo.name()],
-            )
-            .unique()
-            .to_owned(),
-    ];
-
-    let dead_letter = Table::create()
-        .table(t.dead_letter.clone())
-        .if_not_exists()
-        .col(schema.auto_id())
-        .col(column(Column::QueueName, Name))
-        .col(column(Column::PartitionNo, Int))
-        .col(column(Column::Seq, BigInt))
-        .col(column(Column::MessageId, MessageId))
-        .col(column(Column::Payload, Bytes))
-        .col(column(Column::PayloadType, Name))
-        .col(column(Column::Headers, Text))
-        .col(column(Column::CreatedAt, BigInt))
-        .col(column(Column::FailedAt, BigInt))
-        .col(column(Column::Attempts, Int))
-        .col(column(Column::LastError, Text))
-        .col(column(Column::Status, Name))
-        .col(nullable(column(Column::Deadline, BigInt)))
-        .col(nullable(column(Column::CompletedAt, BigInt)))
-        .to_owned();
-    let dead_letter_indexes = vec![
-        schema.index(
-            &t.dead_letter,
-            "dead_letter_scope",
-            &[
-                Column::Status.name(),
-                Column::QueueName.name(),
-                Column::PartitionNo.name(),
-            ],
-        ),
-        schema.index(
-            &t.dead_letter,
-            "dead_letter_failed_at",
-            &[Column::FailedAt.name()],
-        ),
-        schema.index(
-            &t.dead_letter,
-            "dead_letter_message_id",
-            &[Column::MessageId.name()],
-        ),
-    ];
-
-    let instance = Table::create()
-        .table(t.instance.clone())
-        .if_not_exists()
-        .col(column(Column::Owner, Name).primary_key().to_owned())
-        .col(column(Column::HeartbeatUntil, BigInt))
-        .col(with_default(column(Column::Incarnation, BigInt), 0))
-        .to_owned();
-
-    vec![
-        (instance, Vec::new()),
-        (partition, partition_indexes),
-        (dead_letter, dead_letter_indexes),
-    ]
 }
 
 struct CreateTables {
@@ -476,7 +271,7 @@ impl MigrationTrait for CreateTables {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let v1 = self
             .schema
-            .table_statements(v1::tables_and_indexes(&self.schema));
+            .table_statements(v1::tables_and_indexes(&self.schema.definitions()));
         for statement in v1 {
             manager.get_connection().execute_raw(statement).await?;
         }
@@ -509,7 +304,8 @@ impl MigrationTrait for AddColumns {
 
 /// Schema v2: the message table, v1's messages moved into it, v1's tables
 /// dropped. Runs outside the migrator's transaction: MySQL commits at each
-/// DDL statement anyway, and the move is one transaction of its own.
+/// DDL statement anyway, and each step of the move can be re-run (see
+/// `upgrade.rs`), so an interrupted run is finished by the next.
 struct UpgradeToV2 {
     name: String,
     schema: OutboxSchema,
@@ -557,6 +353,7 @@ pub(crate) async fn check_schema(
         tables: tables.clone(),
     };
     let probes = schema
+        .definitions()
         .tables_and_indexes()
         .into_iter()
         .filter_map(|(table, _)| {

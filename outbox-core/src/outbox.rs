@@ -178,8 +178,8 @@ impl Outbox {
             .ok_or_else(|| OutboxError::internal("enqueue wrote no message"))
     }
 
-    /// Enqueues several messages to one queue with one multi-row INSERT per
-    /// table (per 1,000 messages, or fewer where large payloads would exceed
+    /// Enqueues several messages to one queue with one multi-row INSERT
+    /// (per 1,000 messages, or fewer where large payloads would exceed
     /// the backend's statement size). Messages to one partition keep the order
     /// they have here. Returns their ids in the same order.
     ///

@@ -45,9 +45,12 @@ pub(crate) async fn check(
             Column::Id,
             Column::QueueName,
             Column::PartitionNo,
-            Column::NextSeq,
             Column::ProcessedSeq,
         ])
+        .expr_as(
+            crate::next_seq::next_seq(tables, &tables.partition),
+            Column::NextSeq,
+        )
         .from(tables.partition.clone())
         .and_where(Expr::col(Column::QueueName).is_in(queues.iter().map(|q| q.name.clone())))
         .to_owned();

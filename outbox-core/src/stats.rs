@@ -189,7 +189,6 @@ pub(crate) async fn collect(
             Column::Id,
             Column::QueueName,
             Column::PartitionNo,
-            Column::NextSeq,
             Column::ProcessedSeq,
             Column::Attempts,
             Column::LastError,
@@ -197,6 +196,10 @@ pub(crate) async fn collect(
             Column::LeaseOwner,
             Column::LeaseUntil,
         ])
+        .expr_as(
+            crate::next_seq::next_seq(t, &t.partition),
+            Column::NextSeq,
+        )
         .expr_as(now_expr.clone(), Alias::new("now_ms"))
         .from(t.partition.clone())
         .order_by(Column::QueueName, Order::Asc)
@@ -299,11 +302,6 @@ pub(crate) async fn collect(
                     ))
                     .add(1)),
                 ),
-        )
-        .and_where(
-            Expr::col((part.clone(), Column::NextSeq))
-                .sub(1)
-                .gt(Expr::col((part.clone(), Column::ProcessedSeq))),
         );
     if let Some(queue) = queue {
         select.and_where(Expr::col((part.clone(), Column::QueueName)).eq(queue));

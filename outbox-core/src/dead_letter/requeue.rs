@@ -75,14 +75,14 @@ struct PartitionRow {
 /// 3. Lock their partition rows (waiting: a transactional processor holds
 ///    its row only for one batch), so this does not interleave with the
 ///    workers of those partitions.
-/// 4. Delete the original's outgoing row at its old sequence number (at or
+/// 4. Delete the original's message row at its old sequence number (at or
 ///    below the cursor, not yet vacuumed).
-/// 5. Lock the body rows with the ids; refuse an id that another message
-///    still uses: waiting in any queue (`MessageStillQueued`), or delivered
-///    and not yet vacuumed (`MessageIdInUse`); else delete those bodies (the
-///    original's, or leftovers nothing refers to).
-/// 6. Insert body and incoming rows: the sequencer gives them new sequence
-///    numbers after everything already in the partition.
+/// 5. Refuse an id that another message row still holds: waiting in any
+///    queue (`MessageStillQueued`), or delivered and not yet vacuumed
+///    (`MessageIdInUse`). The message id is unique, so a message enqueued
+///    with one of the ids meanwhile makes step 6 fail the same way.
+/// 6. Insert message rows with `seq` NULL: the sequencer gives them new
+///    sequence numbers after everything already in the partition.
 pub(super) async fn run(
     admin: &OutboxAdmin,
     scope: &DeadLetterScope,

@@ -18,8 +18,8 @@ use sea_orm::sea_query::{
 };
 use sea_orm::{ConnectionTrait, DbErr};
 
-use super::OutboxSchema;
 use crate::column::Column;
+use crate::table::Tables;
 
 /// Whether `table` can be read.
 pub(super) async fn table_exists<C: ConnectionTrait>(db: &C, table: &Alias) -> bool {
@@ -37,10 +37,10 @@ pub(super) async fn table_exists<C: ConnectionTrait>(db: &C, table: &Alias) -> b
 /// again, and a copy racing another's fails on the unique message id and
 /// is retried by `migrate`.
 pub(super) async fn move_v1_messages<C: ConnectionTrait>(
-    schema: &OutboxSchema,
+    tables: &Tables,
     db: &C,
 ) -> Result<bool, DbErr> {
-    let v1 = &schema.tables.v1;
+    let v1 = &tables.v1;
     let mut present = Vec::new();
     for table in [&v1.outgoing, &v1.incoming, &v1.body] {
         if table_exists(db, table).await {
@@ -56,9 +56,9 @@ pub(super) async fn move_v1_messages<C: ConnectionTrait>(
     // copied, so no transaction is needed around them (and MySQL's DDL
     // would end one anyway).
     if present.len() == 3 {
-        db.execute(&copy_statement(schema, sequenced(schema))?)
+        db.execute(&copy_statement(tables, sequenced(tables))?)
             .await?;
-        db.execute(&copy_statement(schema, unsequenced(schema))?)
+        db.execute(&copy_statement(tables, unsequenced(tables))?)
             .await?;
     }
     for table in present {
@@ -80,12 +80,12 @@ const MESSAGE_COLUMNS: [Column; 7] = [
 ];
 
 fn copy_statement(
-    schema: &OutboxSchema,
+    tables: &Tables,
     select: SelectStatement,
 ) -> Result<sea_orm::sea_query::InsertStatement, DbErr> {
     let mut insert = Query::insert();
     insert
-        .into_table(schema.tables.message.clone())
+        .into_table(tables.message.clone())
         .columns(MESSAGE_COLUMNS)
         .select_from(select)
         .map_err(|e| DbErr::Custom(e.to_string()))?;
@@ -100,12 +100,12 @@ fn body_columns(select: &mut SelectStatement, b: &Alias) {
 }
 
 /// Not yet in the message table (a re-run, or a concurrent migrator).
-fn not_moved(schema: &OutboxSchema, b: &Alias) -> Expr {
+fn not_moved(tables: &Tables, b: &Alias) -> Expr {
     let m = Alias::new("m");
     Expr::exists(
         Query::select()
             .expr(Expr::val(1))
-            .from_as(schema.tables.message.clone(), m.clone())
+            .from_as(tables.message.clone(), m.clone())
             .and_where(
                 Expr::col((m.clone(), Column::MessageId)).equals((b.clone(), Column::MessageId)),
             )
@@ -115,8 +115,8 @@ fn not_moved(schema: &OutboxSchema, b: &Alias) -> Expr {
 }
 
 /// v1's outgoing rows above their partition's cursor, with their bodies.
-fn sequenced(schema: &OutboxSchema) -> SelectStatement {
-    let t = &schema.tables;
+fn sequenced(tables: &Tables) -> SelectStatement {
+    let t = tables;
     let (o, b, p) = (Alias::new("o"), Alias::new("b"), Alias::new("p"));
     let mut select = Query::select();
     select
@@ -138,15 +138,15 @@ fn sequenced(schema: &OutboxSchema) -> SelectStatement {
             Expr::col((p.clone(), Column::Id)).equals((o.clone(), Column::PartitionId)),
         )
         .and_where(Expr::col((o.clone(), Column::Seq)).gt(Expr::col((p, Column::ProcessedSeq))))
-        .and_where(not_moved(schema, &b))
+        .and_where(not_moved(tables, &b))
         .order_by((o.clone(), Column::PartitionId), Order::Asc)
         .order_by((o, Column::Seq), Order::Asc);
     select
 }
 
 /// v1's incoming rows with their bodies, in incoming id order.
-fn unsequenced(schema: &OutboxSchema) -> SelectStatement {
-    let t = &schema.tables;
+fn unsequenced(tables: &Tables) -> SelectStatement {
+    let t = tables;
     let (i, b) = (Alias::new("i"), Alias::new("b"));
     let mut select = Query::select();
     select
@@ -161,7 +161,7 @@ fn unsequenced(schema: &OutboxSchema) -> SelectStatement {
             b.clone(),
             Expr::col((b.clone(), Column::MessageId)).equals((i.clone(), Column::MessageId)),
         )
-        .and_where(not_moved(schema, &b))
+        .and_where(not_moved(tables, &b))
         .order_by((i, Column::Id), Order::Asc);
     select
 }

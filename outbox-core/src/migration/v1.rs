@@ -8,17 +8,17 @@
 
 use sea_orm::sea_query::{Index, IndexCreateStatement, Table, TableCreateStatement};
 
-use super::OutboxSchema;
+use super::Definitions;
 use crate::column::Column;
 use crate::dialect::ColumnKind;
 
 /// Schema v1's tables and their indexes, in creation order.
 pub(super) fn tables_and_indexes(
-    schema: &OutboxSchema,
+    schema: &Definitions<'_>,
 ) -> Vec<(TableCreateStatement, Vec<IndexCreateStatement>)> {
     use ColumnKind::{BigInt, MessageId, Name, Text};
     let t = &schema.tables;
-    let mut tables = super::shared_tables(schema);
+    let mut tables = schema.shared_tables();
     let body = Table::create()
         .table(t.v1.body.clone())
         .if_not_exists()

@@ -58,11 +58,14 @@ pub(crate) async fn state<C: ConnectionTrait>(
     select
         .columns([
             Column::ProcessedSeq,
-            Column::NextSeq,
             Column::Attempts,
             Column::RetryAt,
             Column::LeaseToken,
         ])
+        .expr_as(
+            crate::next_seq::next_seq(&shared.tables, &shared.tables.partition),
+            Column::NextSeq,
+        )
         .expr_as(shared.dialect.now_millis(), Alias::new("now_ms"))
         .from(shared.tables.partition.clone())
         .and_where(Expr::col(Column::Id).eq(partition_id));

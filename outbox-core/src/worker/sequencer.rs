@@ -7,23 +7,22 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use sea_orm::sea_query::{Alias, CaseStatement, Expr, ExprTrait, LockBehavior, Order, Query};
-use sea_orm::{ConnectionTrait, DatabaseTransaction};
+use sea_orm::sea_query::{CaseStatement, Expr, ExprTrait, Order, Query};
+use sea_orm::ConnectionTrait;
 use tracing::Instrument;
 
 use crate::column::Column;
+use crate::error::DbErrorKind;
+use crate::next_seq::{has_work, next_seq};
 use crate::error::OutboxError;
 use crate::outbox::Shared;
 use crate::statement_limits::ROWS_PER_STATEMENT;
 use crate::worker::config::WorkerConfig;
 use crate::worker::shutdown::{Shutdown, error_backoff};
 
-/// How many times one pass looks past partitions held elsewhere.
-const LOOK_PAST_ROUNDS: u32 = 3;
-
-/// The pause after a pass found every waiting partition held elsewhere.
-/// Brief contention (a processor between two batches) clears within a few
-/// such passes; after `CONTENDED_PASSES_AT_FIRST_PAUSE` in a row the pause
+/// The pause after a pass lost a race with another instance's sequencer.
+/// Brief contention (two passes over the same partitions) clears within a
+/// few such passes; after `CONTENDED_PASSES_AT_FIRST_PAUSE` in a row the pause
 /// doubles on each, up to the poll interval.
 const CONTENDED_PAUSE: Duration = Duration::from_millis(5);
 const CONTENDED_PASSES_AT_FIRST_PAUSE: u32 = 4;
@@ -76,8 +75,8 @@ impl QuickPolls {
 pub(crate) enum Pass {
     /// Sequenced this many messages.
     Sequenced(usize),
-    /// Incoming rows exist but every partition they belong to is held by
-    /// another sequencer.
+    /// Another transaction numbered (or took) some of the rows first; the
+    /// pass was rolled back.
     Contended,
     /// Nothing waiting.
     Empty,
@@ -112,8 +111,8 @@ impl Sequencer {
         while !self.shutdown.is_set() {
             let pass = self.run_once().await;
             let all_held = matches!(pass, Ok(Pass::Contended));
-            // While every waiting partition is held, a processor that
-            // releases its partition wakes the sequencer.
+            // While passes keep losing races, a processor that releases its
+            // partition wakes the sequencer too.
             self.shared
                 .sequencer_contended
                 .store(all_held, Ordering::Relaxed);
@@ -131,9 +130,9 @@ impl Sequencer {
                     }
                 }
                 Ok(Pass::Contended) => {
-                    // Every waiting partition is held (by other sequencers, or
-                    // by transactional handlers): wait longer each time, until
-                    // a commit or a released partition wakes us.
+                    // Another sequencer is numbering the same partitions: wait
+                    // longer each time, until a commit or a released
+                    // partition wakes us.
                     errors = 0;
                     contended += 1;
                     let doublings = contended.saturating_sub(CONTENDED_PASSES_AT_FIRST_PAUSE);
@@ -219,9 +218,9 @@ impl Sequencer {
         }
     }
 
-    /// One pass: claim the oldest unsequenced messages, lock their partitions (skip
-    /// those held elsewhere), number the rows, move them, commit, then wake
-    /// the processors of the partitions filled.
+    /// One pass: read the oldest unsequenced messages and their partitions'
+    /// next numbers, number the rows, commit, then wake the processors of
+    /// the partitions filled.
     pub(crate) async fn run_once(&self) -> Result<Pass, OutboxError> {
         let span = tracing::debug_span!("outbox.sequence", count = tracing::field::Empty);
         async {
@@ -253,10 +252,8 @@ impl Sequencer {
             .to_owned();
         let mut partitions: Vec<i64> = Vec::new();
         let mut seen = HashSet::new();
-        let mut window = 0;
         for row in txn.query_all(&candidates).await.map_err(err)? {
             let id: i64 = row.try_get("", Column::PartitionId.name()).map_err(err)?;
-            window += 1;
             if seen.insert(id) {
                 partitions.push(id);
             }
@@ -266,84 +263,56 @@ impl Sequencer {
             return Ok(Pass::Empty);
         }
 
-        // 2. Lock those partition rows; one held by another sequencer or by
-        //    a transactional processor is skipped whole, never some of its rows.
-        let mut next_seq: BTreeMap<i64, i64> = BTreeMap::new();
-        let mut skipped = self.lock(&txn, &partitions, &mut next_seq).await?;
-        let mut groups = vec![(partitions, None)];
-        // 2b. Held partitions can fill the whole window (a handler that holds
-        //     its partition for minutes while its backlog grows): look past
-        //     them at the partitions with the oldest waiting rows, a bounded
-        //     number of times, so the others keep moving.
-        let mut more_beyond = window == limit;
-        let mut rounds = 0;
-        while !skipped.is_empty() && more_beyond && rounds < LOOK_PAST_ROUNDS {
-            rounds += 1;
-            let exclude: Vec<i64> = groups
-                .iter()
-                .flat_map(|(ids, _)| ids.iter().copied())
-                .collect();
-            let oldest = self.oldest_partitions_except(&txn, &exclude, limit).await?;
-            if oldest.is_empty() {
-                break;
-            }
-            more_beyond = oldest.len() as u64 == limit;
-            let ids: Vec<i64> = oldest.iter().map(|(id, _)| *id).collect();
-            skipped = self.lock(&txn, &ids, &mut next_seq).await?;
-            let lower_bound = oldest
-                .iter()
-                .filter(|(id, _)| next_seq.contains_key(id))
-                .map(|(_, first)| *first)
-                .min();
-            groups.push((ids, lower_bound));
-        }
-        if next_seq.is_empty() {
-            txn.rollback().await.map_err(err)?;
-            return Ok(Pass::Contended);
+        // 2. Their next numbers, derived from their messages (see
+        //    `next_seq.rs`): no partition row is locked or written, so no
+        //    processor waits for this pass and none holds it up.
+        let next = Query::select()
+            .column(Column::Id)
+            .expr_as(next_seq(&shared.tables, &t.partition), Column::NextSeq)
+            .from(t.partition.clone())
+            .and_where(Expr::col(Column::Id).is_in(partitions.iter().copied()))
+            .to_owned();
+        let mut next_seq_of: BTreeMap<i64, i64> = BTreeMap::new();
+        for row in txn.query_all(&next).await.map_err(err)? {
+            next_seq_of.insert(
+                row.try_get("", Column::Id.name()).map_err(err)?,
+                row.try_get("", Column::NextSeq.name()).map_err(err)?,
+            );
         }
 
-        // 3. Read the locked partitions' rows in id order: committed rows only,
-        //    so a row committed late is simply taken by a later pass. Rows of
-        //    partitions found by looking past held ones are read from their
-        //    oldest row on, so the scan does not wade through the held
-        //    partitions' backlog.
+        // 3. Read those partitions' unsequenced rows in id order: committed
+        //    rows only, so a row committed late is simply taken by a later pass.
+        let rows = Query::select()
+            .columns([Column::Id, Column::PartitionId, Column::MessageId])
+            .from(t.message.clone())
+            .and_where(Expr::col(Column::Seq).is_null())
+            .and_where(Expr::col(Column::PartitionId).is_in(partitions.iter().copied()))
+            .order_by(Column::Id, Order::Asc)
+            .limit(limit)
+            .to_owned();
         let mut moved = Vec::new();
-        for (ids, lower_bound) in groups {
-            let locked: Vec<i64> = ids
-                .into_iter()
-                .filter(|id| next_seq.contains_key(id))
-                .collect();
-            let room = limit.saturating_sub(moved.len() as u64);
-            if locked.is_empty() || room == 0 {
+        for row in txn.query_all(&rows).await.map_err(err)? {
+            let id: i64 = row.try_get("", Column::Id.name()).map_err(err)?;
+            let partition_id: i64 = row.try_get("", Column::PartitionId.name()).map_err(err)?;
+            let message_id: Vec<u8> = row.try_get("", Column::MessageId.name()).map_err(err)?;
+            let Some(seq) = next_seq_of.get_mut(&partition_id) else {
                 continue;
-            }
-            let mut rows = Query::select();
-            rows.columns([Column::Id, Column::PartitionId, Column::MessageId])
-                .from(t.message.clone())
-                .and_where(Expr::col(Column::Seq).is_null())
-                .and_where(Expr::col(Column::PartitionId).is_in(locked))
-                .order_by(Column::Id, Order::Asc)
-                .limit(room);
-            if let Some(lower_bound) = lower_bound {
-                rows.and_where(Expr::col(Column::Id).gte(lower_bound));
-            }
-            for row in txn.query_all(&rows).await.map_err(err)? {
-                let id: i64 = row.try_get("", Column::Id.name()).map_err(err)?;
-                let partition_id: i64 = row.try_get("", Column::PartitionId.name()).map_err(err)?;
-                let message_id: Vec<u8> = row.try_get("", Column::MessageId.name()).map_err(err)?;
-                let Some(seq) = next_seq.get_mut(&partition_id) else {
-                    continue;
-                };
-                moved.push((id, partition_id, *seq, message_id));
-                *seq += 1;
-            }
+            };
+            moved.push((id, partition_id, *seq, message_id));
+            *seq += 1;
         }
         if moved.is_empty() {
             txn.commit().await.map_err(err)?;
             return Ok(Pass::Empty);
         }
 
-        // 4. Number the rows (only while still unsequenced), advance counters.
+        // 4. Number the rows, only while still unsequenced. Another
+        //    sequencer's pass over the same partitions either numbered some
+        //    of these rows first (this UPDATE then numbers fewer rows than it
+        //    read) or gave the same numbers to other rows (the unique
+        //    `(partition_id, seq)` index refuses them, after waiting for that
+        //    pass to commit). Either way nothing of this pass is kept: the
+        //    next pass reads what is left and numbers on from what committed.
         for chunk in moved.chunks(ROWS_PER_STATEMENT) {
             let mut pairs: Vec<(i64, i64)> =
                 chunk.iter().map(|(id, _, seq, _)| (*id, *seq)).collect();
@@ -354,13 +323,23 @@ impl Sequencer {
                 .and_where(Expr::col(Column::Id).is_in(pairs.iter().map(|(id, _)| *id)))
                 .and_where(Expr::col(Column::Seq).is_null())
                 .to_owned();
-            let numbered = txn.execute(&update).await.map_err(err)?.rows_affected();
+            let numbered = match txn.execute(&update).await {
+                Ok(result) => result.rows_affected(),
+                Err(e) => match shared.db_error(e) {
+                    OutboxError::Database {
+                        kind: DbErrorKind::UniqueViolation,
+                        ..
+                    } => {
+                        tracing::debug!(
+                            "outbox sequencer raced another for the same numbers; pass rolled back"
+                        );
+                        txn.rollback().await.map_err(err)?;
+                        return Ok(Pass::Contended);
+                    }
+                    other => return Err(other),
+                },
+            };
             if numbered != chunk.len() as u64 {
-                // Another transaction numbered or deleted some of these rows
-                // after step 3 read them: whoever did owns those messages,
-                // and numbering the others around them would leave a gap or
-                // a second copy. Nothing of this pass is kept; the next pass
-                // sees what is left.
                 tracing::warn!(
                     read = chunk.len(),
                     numbered,
@@ -370,29 +349,10 @@ impl Sequencer {
                 return Ok(Pass::Contended);
             }
         }
-        let touched: Vec<i64> = moved
-            .iter()
-            .map(|(_, p, ..)| *p)
-            .collect::<HashSet<_>>()
-            .into_iter()
-            .collect();
-        let mut case = CaseStatement::new();
-        for partition_id in &touched {
-            case = case.case(
-                Expr::col(Column::Id).eq(*partition_id),
-                Expr::val(next_seq[partition_id]),
-            );
-        }
-        let case = case.finally(Expr::col(Column::NextSeq));
-        let update = Query::update()
-            .table(t.partition.clone())
-            .value(Column::NextSeq, case)
-            .and_where(Expr::col(Column::Id).is_in(touched.iter().copied()))
-            .to_owned();
-        txn.execute(&update).await.map_err(err)?;
         txn.commit().await.map_err(err)?;
 
         // 5. Only now, after commit, wake the processors of filled partitions.
+        let touched: HashSet<i64> = moved.iter().map(|(_, p, ..)| *p).collect();
         if shared.events.active() {
             shared.events.publish(
                 moved
@@ -415,86 +375,6 @@ impl Sequencer {
             }
         }
         Ok(Pass::Sequenced(moved.len()))
-    }
-
-    /// Locks the partition rows `ids` with `SKIP LOCKED`, recording each
-    /// locked one's next sequence number; returns those held elsewhere.
-    async fn lock(
-        &self,
-        txn: &DatabaseTransaction,
-        ids: &[i64],
-        next_seq: &mut BTreeMap<i64, i64>,
-    ) -> Result<Vec<i64>, OutboxError> {
-        let shared = &self.shared;
-        let err = |e| shared.db_error(e);
-        let mut lock = Query::select();
-        lock.columns([Column::Id, Column::NextSeq])
-            .from(shared.tables.partition.clone())
-            .and_where(Expr::col(Column::Id).is_in(ids.iter().copied()))
-            .order_by(Column::Id, Order::Asc);
-        if let Some(lock_type) = shared.dialect.partition_lock() {
-            lock.lock_with_behavior(lock_type, LockBehavior::SkipLocked);
-        }
-        for row in txn.query_all(&lock).await.map_err(err)? {
-            next_seq.insert(
-                row.try_get("", Column::Id.name()).map_err(err)?,
-                row.try_get("", Column::NextSeq.name()).map_err(err)?,
-            );
-        }
-        Ok(ids
-            .iter()
-            .copied()
-            .filter(|id| !next_seq.contains_key(id))
-            .collect())
-    }
-
-    /// Up to `limit` partitions with waiting rows, other than `exclude`,
-    /// oldest waiting row first, with that row's id. One index probe per
-    /// partition row (an index of unsequenced messages leads with the partition), so the
-    /// cost follows the partition count, never a held partition's backlog.
-    async fn oldest_partitions_except(
-        &self,
-        txn: &DatabaseTransaction,
-        exclude: &[i64],
-        limit: u64,
-    ) -> Result<Vec<(i64, i64)>, OutboxError> {
-        let shared = &self.shared;
-        let t = &shared.tables;
-        let err = |e| shared.db_error(e);
-        let (p, i) = (Alias::new("p"), Alias::new("i"));
-        let first = Query::select()
-            .column((i.clone(), Column::Id))
-            .from_as(t.message.clone(), i.clone())
-            .and_where(Expr::col((i.clone(), Column::PartitionId)).equals((p.clone(), Column::Id)))
-            .and_where(Expr::col((i.clone(), Column::Seq)).is_null())
-            .order_by((i.clone(), Column::Id), Order::Asc)
-            .limit(1)
-            .to_owned();
-        let per_partition = Query::select()
-            .expr_as(Expr::col((p.clone(), Column::Id)), Alias::new("pid"))
-            .expr_as(
-                Expr::SubQuery(None, Box::new(first.into())),
-                Alias::new("oldest"),
-            )
-            .from_as(t.partition.clone(), p.clone())
-            .and_where(Expr::col((p.clone(), Column::Id)).is_not_in(exclude.iter().copied()))
-            .to_owned();
-        let w = Alias::new("w");
-        let select = Query::select()
-            .columns([Alias::new("pid"), Alias::new("oldest")])
-            .from_subquery(per_partition, w)
-            .and_where(Expr::col(Alias::new("oldest")).is_not_null())
-            .order_by(Alias::new("oldest"), Order::Asc)
-            .limit(limit)
-            .to_owned();
-        let mut found = Vec::new();
-        for row in txn.query_all(&select).await.map_err(err)? {
-            found.push((
-                row.try_get("", "pid").map_err(err)?,
-                row.try_get("", "oldest").map_err(err)?,
-            ));
-        }
-        Ok(found)
     }
 }
 
@@ -546,11 +426,7 @@ pub(crate) async fn wake_partitions_with_work(shared: &Shared) -> Result<(), Out
         .column(Column::Id)
         .from(shared.tables.partition.clone())
         .and_where(Expr::col(Column::QueueName).is_in(shared.queues.keys().cloned()))
-        .and_where(
-            Expr::col(Column::NextSeq)
-                .sub(1)
-                .gt(Expr::col(Column::ProcessedSeq)),
-        )
+        .and_where(has_work(&shared.tables, &shared.tables.partition))
         .to_owned();
     let rows = shared
         .db
