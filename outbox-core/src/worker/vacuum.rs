@@ -111,7 +111,11 @@ impl Vacuum {
     /// a requeue writes a new row (its own id, `seq` NULL until numbered
     /// above the cursor) after deleting the original's, so the two deletes
     /// can only meet on the same row, and either finds it gone. No row lock
-    /// or transaction is needed. Returns the rows read and the rows deleted.
+    /// is needed; the transaction is the dialect's worker transaction for
+    /// its isolation level: at MySQL's default REPEATABLE READ the range
+    /// delete would take gap locks that producers' inserts of unsequenced
+    /// rows (NULL `seq`, first in the same index) deadlock with. Returns
+    /// the rows read and the rows deleted.
     async fn vacuum_batch(
         &self,
         partition_id: i64,
@@ -128,14 +132,17 @@ impl Vacuum {
             .order_by(Column::Seq, Order::Asc)
             .limit(u64::from(self.config.vacuum_batch))
             .to_owned();
-        let rows = shared.db.query_all(&select).await.map_err(err)?;
+        let txn = shared.begin_worker().await?;
+        let rows = txn.query_all(&select).await.map_err(err)?;
         let Some(last) = rows.last() else {
+            txn.commit().await.map_err(err)?;
             return Ok((0, 0));
         };
         let last_seq: i64 = last.try_get("", Column::Seq.name()).map_err(err)?;
         let delete = Query::delete()
             .from_table(t.message.clone())
             .and_where(Expr::col(Column::PartitionId).eq(partition_id))
+            .and_where(Expr::col(Column::Seq).is_not_null())
             .and_where(Expr::col(Column::Seq).lte(last_seq))
             .to_owned();
         let deleted = shared
