@@ -111,7 +111,7 @@ impl Vacuum {
     /// a requeue writes a new row (its own id, `seq` NULL until numbered
     /// above the cursor) after deleting the original's, so the two deletes
     /// can only meet on the same row, and either finds it gone. No row lock
-    /// is needed; the transaction is the dialect's worker transaction for
+    /// is needed; the delete runs in the dialect's worker transaction for
     /// its isolation level: at MySQL's default REPEATABLE READ the range
     /// delete would take gap locks that producers' inserts of unsequenced
     /// rows (NULL `seq`, first in the same index) deadlock with. Returns
@@ -132,10 +132,8 @@ impl Vacuum {
             .order_by(Column::Seq, Order::Asc)
             .limit(u64::from(self.config.vacuum_batch))
             .to_owned();
-        let txn = shared.begin_worker().await?;
-        let rows = txn.query_all(&select).await.map_err(err)?;
+        let rows = shared.db.query_all(&select).await.map_err(err)?;
         let Some(last) = rows.last() else {
-            txn.commit().await.map_err(err)?;
             return Ok((0, 0));
         };
         let last_seq: i64 = last.try_get("", Column::Seq.name()).map_err(err)?;
