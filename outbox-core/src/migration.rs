@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sea_orm::sea_query::{
-    Alias, Expr, ExprTrait, IndexCreateStatement, Query,
-    Table, TableCreateStatement, TableName, TableRef,
+    Alias, Expr, ExprTrait, IndexCreateStatement, Query, Table, TableCreateStatement, TableName,
+    TableRef,
 };
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Statement};
 use sea_orm_migration::{MigrationName, MigrationTrait, SchemaManager};

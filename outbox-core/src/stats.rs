@@ -196,10 +196,7 @@ pub(crate) async fn collect(
             Column::LeaseOwner,
             Column::LeaseUntil,
         ])
-        .expr_as(
-            crate::next_seq::next_seq(t, &t.partition),
-            Column::NextSeq,
-        )
+        .expr_as(crate::next_seq::next_seq(t, &t.partition), Column::NextSeq)
         .expr_as(now_expr.clone(), Alias::new("now_ms"))
         .from(t.partition.clone())
         .order_by(Column::QueueName, Order::Asc)

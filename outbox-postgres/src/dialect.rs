@@ -50,6 +50,10 @@ impl Dialect for PostgresDialect {
         Some("WITH (fillfactor = 50)")
     }
 
+    fn sequencer_settings(&self) -> Option<&'static str> {
+        Some("SET LOCAL enable_bitmapscan = off")
+    }
+
     fn worker_transaction(&self) -> TransactionOptions {
         TransactionOptions::default()
     }

@@ -3,7 +3,7 @@
 //! `v1.rs`).
 
 use sea_orm::sea_query::{
-    ConditionalStatement, ColumnDef, Expr, ExprTrait, Index, IndexCreateStatement, Table,
+    ColumnDef, ConditionalStatement, Expr, ExprTrait, Index, IndexCreateStatement, Table,
     TableCreateStatement,
 };
 
@@ -143,97 +143,97 @@ impl Definitions<'_> {
     /// The tables schema v1 and v2 share: instance, partition, dead letter.
     pub(super) fn shared_tables(&self) -> Vec<(TableCreateStatement, Vec<IndexCreateStatement>)> {
         let schema = self;
-    use ColumnKind::{BigInt, Bytes, Int, MessageId, Name, Text};
-    let t = &schema.tables;
-    let nullable = |mut def: ColumnDef| {
-        def.null();
-        def
-    };
-    let with_default = |mut def: ColumnDef, value: i64| {
-        def.default(value);
-        def
-    };
-    let column = |name: Column, kind| schema.column(name.name(), kind);
+        use ColumnKind::{BigInt, Bytes, Int, MessageId, Name, Text};
+        let t = &schema.tables;
+        let nullable = |mut def: ColumnDef| {
+            def.null();
+            def
+        };
+        let with_default = |mut def: ColumnDef, value: i64| {
+            def.default(value);
+            def
+        };
+        let column = |name: Column, kind| schema.column(name.name(), kind);
 
-    let partition = Table::create()
-        .table(t.partition.clone())
-        .if_not_exists()
-        .col(schema.auto_id())
-        .col(column(Column::QueueName, Name))
-        .col(column(Column::PartitionNo, Int))
-        .col(with_default(column(Column::NextSeq, BigInt), 1))
-        .col(with_default(column(Column::ProcessedSeq, BigInt), 0))
-        .col(with_default(column(Column::Attempts, Int), 0))
-        .col(nullable(column(Column::LastError, Text)))
-        .col(with_default(column(Column::RetryAt, BigInt), 0))
-        .col(nullable(column(Column::LeaseOwner, Name)))
-        .col(with_default(column(Column::LeaseUntil, BigInt), 0))
-        .col(with_default(column(Column::LeaseToken, BigInt), 0))
-        .to_owned();
-    let partition_indexes = vec![
-        schema
-            .index(
-                &t.partition,
-                "partition_queue_no",
-                &[Column::QueueName.name(), Column::PartitionNo.name()],
-            )
-            .unique()
-            .to_owned(),
-    ];
+        let partition = Table::create()
+            .table(t.partition.clone())
+            .if_not_exists()
+            .col(schema.auto_id())
+            .col(column(Column::QueueName, Name))
+            .col(column(Column::PartitionNo, Int))
+            .col(with_default(column(Column::NextSeq, BigInt), 1))
+            .col(with_default(column(Column::ProcessedSeq, BigInt), 0))
+            .col(with_default(column(Column::Attempts, Int), 0))
+            .col(nullable(column(Column::LastError, Text)))
+            .col(with_default(column(Column::RetryAt, BigInt), 0))
+            .col(nullable(column(Column::LeaseOwner, Name)))
+            .col(with_default(column(Column::LeaseUntil, BigInt), 0))
+            .col(with_default(column(Column::LeaseToken, BigInt), 0))
+            .to_owned();
+        let partition_indexes = vec![
+            schema
+                .index(
+                    &t.partition,
+                    "partition_queue_no",
+                    &[Column::QueueName.name(), Column::PartitionNo.name()],
+                )
+                .unique()
+                .to_owned(),
+        ];
 
-    let dead_letter = Table::create()
-        .table(t.dead_letter.clone())
-        .if_not_exists()
-        .col(schema.auto_id())
-        .col(column(Column::QueueName, Name))
-        .col(column(Column::PartitionNo, Int))
-        .col(column(Column::Seq, BigInt))
-        .col(column(Column::MessageId, MessageId))
-        .col(column(Column::Payload, Bytes))
-        .col(column(Column::PayloadType, Name))
-        .col(column(Column::Headers, Text))
-        .col(column(Column::CreatedAt, BigInt))
-        .col(column(Column::FailedAt, BigInt))
-        .col(column(Column::Attempts, Int))
-        .col(column(Column::LastError, Text))
-        .col(column(Column::Status, Name))
-        .col(nullable(column(Column::Deadline, BigInt)))
-        .col(nullable(column(Column::CompletedAt, BigInt)))
-        .to_owned();
-    let dead_letter_indexes = vec![
-        schema.index(
-            &t.dead_letter,
-            "dead_letter_scope",
-            &[
-                Column::Status.name(),
-                Column::QueueName.name(),
-                Column::PartitionNo.name(),
-            ],
-        ),
-        schema.index(
-            &t.dead_letter,
-            "dead_letter_failed_at",
-            &[Column::FailedAt.name()],
-        ),
-        schema.index(
-            &t.dead_letter,
-            "dead_letter_message_id",
-            &[Column::MessageId.name()],
-        ),
-    ];
+        let dead_letter = Table::create()
+            .table(t.dead_letter.clone())
+            .if_not_exists()
+            .col(schema.auto_id())
+            .col(column(Column::QueueName, Name))
+            .col(column(Column::PartitionNo, Int))
+            .col(column(Column::Seq, BigInt))
+            .col(column(Column::MessageId, MessageId))
+            .col(column(Column::Payload, Bytes))
+            .col(column(Column::PayloadType, Name))
+            .col(column(Column::Headers, Text))
+            .col(column(Column::CreatedAt, BigInt))
+            .col(column(Column::FailedAt, BigInt))
+            .col(column(Column::Attempts, Int))
+            .col(column(Column::LastError, Text))
+            .col(column(Column::Status, Name))
+            .col(nullable(column(Column::Deadline, BigInt)))
+            .col(nullable(column(Column::CompletedAt, BigInt)))
+            .to_owned();
+        let dead_letter_indexes = vec![
+            schema.index(
+                &t.dead_letter,
+                "dead_letter_scope",
+                &[
+                    Column::Status.name(),
+                    Column::QueueName.name(),
+                    Column::PartitionNo.name(),
+                ],
+            ),
+            schema.index(
+                &t.dead_letter,
+                "dead_letter_failed_at",
+                &[Column::FailedAt.name()],
+            ),
+            schema.index(
+                &t.dead_letter,
+                "dead_letter_message_id",
+                &[Column::MessageId.name()],
+            ),
+        ];
 
-    let instance = Table::create()
-        .table(t.instance.clone())
-        .if_not_exists()
-        .col(column(Column::Owner, Name).primary_key().to_owned())
-        .col(column(Column::HeartbeatUntil, BigInt))
-        .col(with_default(column(Column::Incarnation, BigInt), 0))
-        .to_owned();
+        let instance = Table::create()
+            .table(t.instance.clone())
+            .if_not_exists()
+            .col(column(Column::Owner, Name).primary_key().to_owned())
+            .col(column(Column::HeartbeatUntil, BigInt))
+            .col(with_default(column(Column::Incarnation, BigInt), 0))
+            .to_owned();
 
-    vec![
-        (instance, Vec::new()),
-        (partition, partition_indexes),
-        (dead_letter, dead_letter_indexes),
-    ]
-}
+        vec![
+            (instance, Vec::new()),
+            (partition, partition_indexes),
+            (dead_letter, dead_letter_indexes),
+        ]
+    }
 }

@@ -561,9 +561,7 @@ impl Outbox {
             .and_where(Expr::col(Column::Id).eq(lease.partition_id))
             .and_where(Expr::col(Column::LeaseToken).eq(lease.token))
             .and_where(Expr::col(Column::ProcessedSeq).lt(seq))
-            .and_where(
-                crate::next_seq::next_seq(&shared.tables, &shared.tables.partition).gt(seq),
-            )
+            .and_where(crate::next_seq::next_seq(&shared.tables, &shared.tables.partition).gt(seq))
             .to_owned();
         if shared
             .db

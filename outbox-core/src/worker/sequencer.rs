@@ -3,18 +3,18 @@
 //! transaction per pass.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sea_orm::sea_query::{CaseStatement, Expr, ExprTrait, Order, Query};
 use sea_orm::ConnectionTrait;
+use sea_orm::sea_query::{CaseStatement, Expr, ExprTrait, Order, Query};
 use tracing::Instrument;
 
 use crate::column::Column;
 use crate::error::DbErrorKind;
-use crate::next_seq::{has_work, next_seq};
 use crate::error::OutboxError;
+use crate::next_seq::{has_work, next_seq};
 use crate::outbox::Shared;
 use crate::statement_limits::ROWS_PER_STATEMENT;
 use crate::worker::config::WorkerConfig;
@@ -87,7 +87,26 @@ pub(crate) struct Sequencer {
     pub(crate) shared: Arc<Shared>,
     pub(crate) config: WorkerConfig,
     pub(crate) shutdown: Shutdown,
+    /// Message ids at or below this are skipped by passes between sweeps
+    /// (see `LATE_COMMIT_WINDOW`).
+    floor: AtomicI64,
+    /// When the last sweep (a pass from the lowest id) ran.
+    last_sweep: Mutex<Option<tokio::time::Instant>>,
 }
+
+/// How far below the highest message id it numbered a pass still looks.
+///
+/// A numbered message leaves the index of unsequenced ones only when the
+/// database's own vacuum cleans it, so a read of the oldest unsequenced
+/// messages from the lowest id would step over every message numbered
+/// since (tens of milliseconds per pass after a few hundred thousand
+/// messages). Passes read from this far below the highest id numbered
+/// instead: a message whose id was allocated up to this many ids earlier
+/// and committed late is still taken by the next pass. One allocated
+/// earlier still (a producer transaction left open while this many other
+/// messages were enqueued) is taken by the sweep, a pass from the lowest id
+/// once per `poll_interval`.
+const LATE_COMMIT_WINDOW: i64 = 10_000;
 
 impl Sequencer {
     pub(crate) fn new(shared: Arc<Shared>, config: WorkerConfig, shutdown: Shutdown) -> Self {
@@ -95,6 +114,25 @@ impl Sequencer {
             shared,
             config,
             shutdown,
+            floor: AtomicI64::new(0),
+            last_sweep: Mutex::new(None),
+        }
+    }
+
+    /// The lowest id this pass reads above: 0 when a sweep is due.
+    fn pass_floor(&self) -> i64 {
+        let now = tokio::time::Instant::now();
+        let Ok(mut last) = self.last_sweep.lock() else {
+            return 0;
+        };
+        match *last {
+            Some(at) if now.duration_since(at) < self.config.poll_interval => {
+                self.floor.load(Ordering::Relaxed)
+            }
+            _ => {
+                *last = Some(now);
+                0
+            }
         }
     }
 
@@ -192,7 +230,7 @@ impl Sequencer {
                 () = tokio::time::sleep(at.gap) => {}
                 () = self.shutdown.wait() => return Some(at),
             }
-            match unsequenced_waiting(&shared).await {
+            match unsequenced_waiting(&shared, self.floor.load(Ordering::Relaxed)).await {
                 Ok(true) => return Some(at),
                 Ok(false) => at = at.after_empty_probe(),
                 Err(err) => {
@@ -240,30 +278,38 @@ impl Sequencer {
         let t = &shared.tables;
         let limit = u64::from(self.config.sequencer_batch);
         let err = |e| shared.db_error(e);
+        let floor = self.pass_floor();
         let txn = shared.begin_bookkeeping().await?;
 
-        // 1. Which partitions the oldest waiting rows belong to.
-        let candidates = Query::select()
-            .column(Column::PartitionId)
+        if let Some(settings) = shared.dialect.sequencer_settings() {
+            txn.execute_unprepared(settings).await.map_err(err)?;
+        }
+
+        // 1. The oldest unsequenced rows: committed rows only, so a row
+        //    committed late is simply taken by a later pass.
+        let oldest = Query::select()
+            .columns([Column::Id, Column::PartitionId, Column::MessageId])
             .from(t.message.clone())
             .and_where(Expr::col(Column::Seq).is_null())
+            .and_where(Expr::col(Column::Id).gt(floor))
             .order_by(Column::Id, Order::Asc)
             .limit(limit)
             .to_owned();
-        let mut partitions: Vec<i64> = Vec::new();
-        let mut seen = HashSet::new();
-        for row in txn.query_all(&candidates).await.map_err(err)? {
-            let id: i64 = row.try_get("", Column::PartitionId.name()).map_err(err)?;
-            if seen.insert(id) {
-                partitions.push(id);
-            }
+        let mut waiting = Vec::new();
+        let mut partitions = HashSet::new();
+        for row in txn.query_all(&oldest).await.map_err(err)? {
+            let id: i64 = row.try_get("", Column::Id.name()).map_err(err)?;
+            let partition_id: i64 = row.try_get("", Column::PartitionId.name()).map_err(err)?;
+            let message_id: Vec<u8> = row.try_get("", Column::MessageId.name()).map_err(err)?;
+            partitions.insert(partition_id);
+            waiting.push((id, partition_id, message_id));
         }
-        if partitions.is_empty() {
+        if waiting.is_empty() {
             txn.commit().await.map_err(err)?;
             return Ok(Pass::Empty);
         }
 
-        // 2. Their next numbers, derived from their messages (see
+        // 2. Their partitions' next numbers, derived from their messages (see
         //    `next_seq.rs`): no partition row is locked or written, so no
         //    processor waits for this pass and none holds it up.
         let next = Query::select()
@@ -280,21 +326,9 @@ impl Sequencer {
             );
         }
 
-        // 3. Read those partitions' unsequenced rows in id order: committed
-        //    rows only, so a row committed late is simply taken by a later pass.
-        let rows = Query::select()
-            .columns([Column::Id, Column::PartitionId, Column::MessageId])
-            .from(t.message.clone())
-            .and_where(Expr::col(Column::Seq).is_null())
-            .and_where(Expr::col(Column::PartitionId).is_in(partitions.iter().copied()))
-            .order_by(Column::Id, Order::Asc)
-            .limit(limit)
-            .to_owned();
-        let mut moved = Vec::new();
-        for row in txn.query_all(&rows).await.map_err(err)? {
-            let id: i64 = row.try_get("", Column::Id.name()).map_err(err)?;
-            let partition_id: i64 = row.try_get("", Column::PartitionId.name()).map_err(err)?;
-            let message_id: Vec<u8> = row.try_get("", Column::MessageId.name()).map_err(err)?;
+        // 3. Number them in id order within each partition.
+        let mut moved = Vec::with_capacity(waiting.len());
+        for (id, partition_id, message_id) in waiting {
             let Some(seq) = next_seq_of.get_mut(&partition_id) else {
                 continue;
             };
@@ -350,6 +384,10 @@ impl Sequencer {
             }
         }
         txn.commit().await.map_err(err)?;
+        if let Some(highest) = moved.iter().map(|(id, ..)| *id).max() {
+            self.floor
+                .fetch_max(highest - LATE_COMMIT_WINDOW, Ordering::Relaxed);
+        }
 
         // 5. Only now, after commit, wake the processors of filled partitions.
         let touched: HashSet<i64> = moved.iter().map(|(_, p, ..)| *p).collect();
@@ -380,11 +418,12 @@ impl Sequencer {
 
 /// Whether any unsequenced message waits: one index probe, outside any
 /// transaction.
-async fn unsequenced_waiting(shared: &Shared) -> Result<bool, OutboxError> {
+async fn unsequenced_waiting(shared: &Shared, floor: i64) -> Result<bool, OutboxError> {
     let probe = Query::select()
         .expr(Expr::val(1))
         .from(shared.tables.message.clone())
         .and_where(Expr::col(Column::Seq).is_null())
+        .and_where(Expr::col(Column::Id).gt(floor))
         .limit(1)
         .to_owned();
     let row = shared
