@@ -63,6 +63,7 @@ macro_rules! all_cases {
             migrations_are_rerunnable_and_concurrent,
             upgrade_from_v1_keeps_every_message_in_flight,
             late_committed_message_is_not_skipped,
+            long_open_producer_transaction_is_not_skipped,
             notifications_wake_another_instance_without_polling,
             quick_polls_after_activity_see_another_instances_commit,
             quick_polls_after_start_see_another_instances_commit,

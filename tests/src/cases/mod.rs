@@ -80,8 +80,8 @@ pub use metric::{
 };
 pub use model::model_random_operations_match_the_model;
 pub use ordering::{
-    late_committed_message_is_not_skipped, no_loss_across_ten_thousand_messages,
-    order_per_partition_with_four_producers,
+    late_committed_message_is_not_skipped, long_open_producer_transaction_is_not_skipped,
+    no_loss_across_ten_thousand_messages, order_per_partition_with_four_producers,
     partitions_taking_turns_for_connections_lose_and_reorder_nothing,
 };
 pub use ownership::partitions_spread_over_instances_and_move_on_stop;
