@@ -190,8 +190,8 @@ pub enum OutboxError {
         message_id: uuid::Uuid,
     },
     /// Requeue found the dead letter's message id used by another message
-    /// whose rows are still kept (delivered, not yet vacuumed); a second
-    /// message with the id would share, and lose, its body row.
+    /// whose row is still kept (delivered, not yet vacuumed); message ids
+    /// are unique in the message table.
     #[error(
         "message id {message_id} is used by another message that was delivered and not yet vacuumed: requeue its dead letter after the next vacuum pass, or leave the letter out of the scope"
     )]
@@ -253,7 +253,7 @@ pub enum OutboxError {
         partition: u32,
     },
     /// Requeue found the dead letter's message id still waiting for
-    /// delivery (in any queue); a second copy would share its body row.
+    /// delivery (in any queue); message ids are unique in the message table.
     #[error(
         "message {message_id} is still queued for delivery: requeue its dead letter after that copy is delivered, or leave the letter out of the scope"
     )]

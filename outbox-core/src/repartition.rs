@@ -74,7 +74,7 @@ pub(crate) async fn check(
         if before == queue.partitions {
             continue;
         }
-        // Only a changed count pays for counting incoming rows.
+        // Only a changed count pays for counting unsequenced messages.
         let waiting = waiting_per_partition(db, dialect, tables, rows).await?;
         if before > queue.partitions {
             let undrained: BTreeMap<u32, u64> = waiting

@@ -78,12 +78,12 @@ impl Serialize for DeadLetterCounts {
 pub struct PartitionStats {
     /// The partition number.
     pub partition: u32,
-    /// Messages committed but not yet sequenced (incoming rows).
+    /// Messages committed but not yet sequenced (`seq` NULL).
     pub incoming: u64,
     /// Messages sequenced but not yet processed: `next_seq - 1 - processed_seq`.
     pub unprocessed: u64,
     /// Age of the oldest message not yet processed (the head of the
-    /// partition, or the oldest incoming one), from its enqueue time on the
+    /// partition, or the oldest unsequenced one), from its enqueue time on the
     /// database clock; `None` when there is none.
     pub oldest_unprocessed_age_ms: Option<u64>,
     /// The cursor: the last processed sequence number.
@@ -171,7 +171,7 @@ fn age(now: i64, since: Option<i64>) -> Option<u64> {
 }
 
 /// Reads the stats with four queries (five when there are no partition
-/// rows): partition rows; incoming grouped by partition, joined to bodies;
+/// rows): partition rows; unsequenced messages grouped by partition;
 /// the head message of each partition with a backlog; dead letters grouped by
 /// queue, partition and status.
 pub(crate) async fn collect(
