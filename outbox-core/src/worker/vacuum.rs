@@ -106,16 +106,14 @@ impl Vacuum {
     }
 
     /// Deletes one batch of a partition's messages at or below the cursor:
-    /// reads the batch's last `seq`, then deletes up to it. A message at or
+    /// reads their ids, then deletes those rows. A message at or
     /// below the cursor is never read again and nothing else refers to it:
     /// a requeue writes a new row (its own id, `seq` NULL until numbered
     /// above the cursor) after deleting the original's, so the two deletes
     /// can only meet on the same row, and either finds it gone. No row lock
-    /// is needed; the delete runs in the dialect's worker transaction for
-    /// its isolation level: at MySQL's default REPEATABLE READ the range
-    /// delete would take gap locks that producers' inserts of unsequenced
-    /// rows (NULL `seq`, first in the same index) deadlock with. Returns
-    /// the rows read and the rows deleted.
+    /// is needed. The delete goes by primary key, in the dialect's worker
+    /// transaction (READ COMMITTED on MySQL, so no gap locks). Returns the
+    /// rows read and the rows deleted.
     async fn vacuum_batch(
         &self,
         partition_id: i64,
@@ -125,7 +123,7 @@ impl Vacuum {
         let t = &shared.tables;
         let err = |e| shared.db_error(e);
         let select = Query::select()
-            .column(Column::Seq)
+            .column(Column::Id)
             .from(t.message.clone())
             .and_where(Expr::col(Column::PartitionId).eq(partition_id))
             .and_where(Expr::col(Column::Seq).lte(processed))
@@ -133,22 +131,23 @@ impl Vacuum {
             .limit(u64::from(self.config.vacuum_batch))
             .to_owned();
         let rows = shared.db.query_all(&select).await.map_err(err)?;
-        let Some(last) = rows.last() else {
+        if rows.is_empty() {
             return Ok((0, 0));
-        };
-        let last_seq: i64 = last.try_get("", Column::Seq.name()).map_err(err)?;
+        }
+        let mut ids = Vec::with_capacity(rows.len());
+        for row in &rows {
+            ids.push(row.try_get::<i64>("", Column::Id.name()).map_err(err)?);
+        }
+        // By primary key: a range delete over `(partition_id, seq)` locks
+        // that index from where producers' new rows (NULL `seq`, first in
+        // it) go, and InnoDB deadlocked it with their inserts.
         let delete = Query::delete()
             .from_table(t.message.clone())
-            .and_where(Expr::col(Column::PartitionId).eq(partition_id))
-            .and_where(Expr::col(Column::Seq).is_not_null())
-            .and_where(Expr::col(Column::Seq).lte(last_seq))
+            .and_where(Expr::col(Column::Id).is_in(ids))
             .to_owned();
-        let deleted = shared
-            .db
-            .execute(&delete)
-            .await
-            .map_err(err)?
-            .rows_affected();
+        let txn = shared.begin_worker().await?;
+        let deleted = txn.execute(&delete).await.map_err(err)?.rows_affected();
+        txn.commit().await.map_err(err)?;
         Ok((rows.len(), deleted))
     }
 }
