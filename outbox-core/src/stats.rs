@@ -1,7 +1,7 @@
 //! Stats per queue and partition: backlog, age, cursor, lease, retry state
 //! and dead letters, read with a fixed number of grouped queries.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use sea_orm::sea_query::{Alias, CaseStatement, Expr, ExprTrait, Func, Order, Query};
 use sea_orm::{ConnectionTrait, DbErr, QueryResult};
@@ -170,10 +170,14 @@ fn age(now: i64, since: Option<i64>) -> Option<u64> {
     since.map(|t| u64::try_from(now - t).unwrap_or(0))
 }
 
-/// Reads the stats with four queries (five when there are no partition
-/// rows): partition rows; unsequenced messages grouped by partition;
-/// the head message of each partition with a backlog; dead letters grouped by
-/// queue, partition and status.
+/// Reads the stats with two queries (three when there are no partition
+/// rows): partition rows with their messages' counts and ages, and dead
+/// letters grouped by queue, partition and status.
+///
+/// A partition's backlog (unsequenced, and sequenced beyond the cursor) is
+/// read in the one statement that reads its cursor, so a sequencer pass
+/// that commits meanwhile moves messages from one count to the other and
+/// never out of both.
 pub(crate) async fn collect(
     admin: &OutboxAdmin,
     queue: Option<&str>,
@@ -182,7 +186,30 @@ pub(crate) async fn collect(
     let t = &admin.tables;
     let now_expr = admin.dialect.now_millis();
 
-    // 1. Partition rows, and the clock.
+    // 1. Partition rows, their messages, and the clock.
+    let part = &t.partition;
+    let m = Alias::new("stats_m");
+    let of_messages = |value: Expr, only: Expr| {
+        Expr::SubQuery(
+            None,
+            Box::new(
+                Query::select()
+                    .expr(value)
+                    .from_as(t.message.clone(), m.clone())
+                    .and_where(
+                        Expr::col((m.clone(), Column::PartitionId))
+                            .equals((part.clone(), Column::Id)),
+                    )
+                    .and_where(only)
+                    .to_owned()
+                    .into(),
+            ),
+        )
+    };
+    let unsequenced = || Expr::col((m.clone(), Column::Seq)).is_null();
+    let head =
+        Expr::col((m.clone(), Column::Seq))
+            .eq(Expr::col((part.clone(), Column::ProcessedSeq)).add(1));
     let mut select = Query::select();
     select
         .columns([
@@ -196,9 +223,27 @@ pub(crate) async fn collect(
             Column::LeaseOwner,
             Column::LeaseUntil,
         ])
-        .expr_as(crate::next_seq::next_seq(t, &t.partition), Column::NextSeq)
+        .expr_as(crate::next_seq::next_seq(t, part), Column::NextSeq)
+        .expr_as(
+            of_messages(
+                Func::count(Expr::col((m.clone(), Column::Id))).into(),
+                unsequenced(),
+            ),
+            Alias::new("unsequenced"),
+        )
+        .expr_as(
+            of_messages(
+                Func::min(Expr::col((m.clone(), Column::CreatedAt))).into(),
+                unsequenced(),
+            ),
+            Alias::new("oldest_unsequenced"),
+        )
+        .expr_as(
+            of_messages(Expr::col((m.clone(), Column::CreatedAt)), head),
+            Alias::new("head_created_at"),
+        )
         .expr_as(now_expr.clone(), Alias::new("now_ms"))
-        .from(t.partition.clone())
+        .from(part.clone())
         .order_by(Column::QueueName, Order::Asc)
         .order_by(Column::PartitionNo, Order::Asc);
     if let Some(queue) = queue {
@@ -217,10 +262,8 @@ pub(crate) async fn collect(
             }
         }
     };
-    let mut by_id: HashMap<i64, (String, u32)> = HashMap::new();
     let mut queues: BTreeMap<String, BTreeMap<u32, PartitionStats>> = BTreeMap::new();
     for row in &rows {
-        let id: i64 = row.try_get("", Column::Id.name()).map_err(err)?;
         let name: String = row.try_get("", Column::QueueName.name()).map_err(err)?;
         let partition =
             u32::try_from(int(row, Column::PartitionNo.name()).map_err(err)?).unwrap_or(0);
@@ -230,14 +273,19 @@ pub(crate) async fn collect(
         let retry_at: i64 = row.try_get("", Column::RetryAt.name()).map_err(err)?;
         let lease_until: i64 = row.try_get("", Column::LeaseUntil.name()).map_err(err)?;
         let last_error: Option<String> = row.try_get("", Column::LastError.name()).map_err(err)?;
+        let oldest_unsequenced: Option<i64> = row.try_get("", "oldest_unsequenced").map_err(err)?;
+        let head_created_at: Option<i64> = row.try_get("", "head_created_at").map_err(err)?;
         // A head waiting after `Outcome::Unavailable` keeps its attempt count
         // (often 0) but has an error until it succeeds.
         let blocked = attempts > 0 || last_error.is_some();
         let stats = PartitionStats {
             partition,
-            incoming: 0,
+            incoming: count(row, "unsequenced").map_err(err)?,
             unprocessed: u64::try_from(next_seq - 1 - processed_seq).unwrap_or(0),
-            oldest_unprocessed_age_ms: None,
+            oldest_unprocessed_age_ms: Ord::max(
+                age(now, oldest_unsequenced),
+                age(now, head_created_at),
+            ),
             processed_seq,
             next_seq,
             lease_owner: row.try_get("", Column::LeaseOwner.name()).map_err(err)?,
@@ -249,70 +297,10 @@ pub(crate) async fn collect(
             blocked_by_retry: blocked,
             dead_letters: DeadLetterCounts::default(),
         };
-        by_id.insert(id, (name.clone(), partition));
         queues.entry(name).or_default().insert(partition, stats);
     }
 
-    // 2. Unsequenced backlog per partition, with its oldest enqueue time.
-    let message = &t.message;
-    let mut select = Query::select();
-    select
-        .column(Column::PartitionId)
-        .expr_as(Func::count(Expr::col(Column::Id)), Alias::new("n"))
-        .expr_as(
-            Func::min(Expr::col(Column::CreatedAt)),
-            Alias::new("oldest"),
-        )
-        .from(message.clone())
-        .and_where(Expr::col(Column::Seq).is_null())
-        .group_by_col(Column::PartitionId);
-    if queue.is_some() {
-        select.and_where(Expr::col(Column::PartitionId).is_in(by_id.keys().copied()));
-    }
-    for row in admin.db.query_all(&select).await.map_err(err)? {
-        let id: i64 = row.try_get("", Column::PartitionId.name()).map_err(err)?;
-        let oldest: Option<i64> = row.try_get("", "oldest").map_err(err)?;
-        if let Some(p) = lookup(&mut queues, &by_id, id) {
-            p.incoming = count(&row, "n").map_err(err)?;
-            p.oldest_unprocessed_age_ms = age(now, oldest);
-        }
-    }
-
-    // 3. The head message of each partition with a backlog: its age.
-    let part = &t.partition;
-    let mut select = Query::select();
-    select
-        .expr_as(Expr::col((part.clone(), Column::Id)), Column::PartitionId)
-        .expr_as(
-            Expr::col((message.clone(), Column::CreatedAt)),
-            Column::CreatedAt,
-        )
-        .from(part.clone())
-        .inner_join(
-            message.clone(),
-            Expr::col((message.clone(), Column::PartitionId))
-                .equals((part.clone(), Column::Id))
-                .and(
-                    Expr::col((message.clone(), Column::Seq)).eq(Expr::col((
-                        part.clone(),
-                        Column::ProcessedSeq,
-                    ))
-                    .add(1)),
-                ),
-        );
-    if let Some(queue) = queue {
-        select.and_where(Expr::col((part.clone(), Column::QueueName)).eq(queue));
-    }
-    for row in admin.db.query_all(&select).await.map_err(err)? {
-        let id: i64 = row.try_get("", Column::PartitionId.name()).map_err(err)?;
-        let created: i64 = row.try_get("", Column::CreatedAt.name()).map_err(err)?;
-        if let Some(p) = lookup(&mut queues, &by_id, id) {
-            let head = age(now, Some(created));
-            p.oldest_unprocessed_age_ms = Ord::max(p.oldest_unprocessed_age_ms, head);
-        }
-    }
-
-    // 4. Dead letters by queue, partition and status; expired claims apart.
+    // 2. Dead letters by queue, partition and status; expired claims apart.
     let expired = CaseStatement::new().case(
         Expr::col(Column::Deadline)
             .is_null()
@@ -392,19 +380,10 @@ pub(crate) async fn collect(
     })
 }
 
-fn lookup<'a>(
-    queues: &'a mut BTreeMap<String, BTreeMap<u32, PartitionStats>>,
-    by_id: &HashMap<i64, (String, u32)>,
-    id: i64,
-) -> Option<&'a mut PartitionStats> {
-    let (name, partition) = by_id.get(&id)?;
-    queues.get_mut(name)?.get_mut(partition)
-}
-
 impl OutboxAdmin {
     /// Stats of every queue that has partition rows or dead letters: backlog,
     /// cursor, lease, retry state and dead letters by status, per partition.
-    /// Runs four grouped queries, however many partitions there are.
+    /// Runs two queries, however many partitions there are.
     ///
     /// # Errors
     /// [`OutboxError::SchemaMissing`] when the tables do not exist;

@@ -88,6 +88,7 @@ macro_rules! all_cases {
             instance_whose_name_is_taken_while_running_stands_down,
             migrations_add_the_incarnation_column_to_old_tables,
             stats_report_backlog_cursor_retry_and_dead_letters,
+            stats_count_each_waiting_message_once_while_sequencing,
             metrics_count_each_message_exactly_once,
             metrics_count_each_transactional_message_exactly_once,
             fault_worker_killed_repeatedly_under_load,

@@ -101,7 +101,10 @@ pub use settlement_recording::{
     twenty_mib_of_dead_letters_are_recorded_in_chunks,
     unrecordable_outcome_blocks_the_partition_and_backs_off,
 };
-pub use stats::stats_report_backlog_cursor_retry_and_dead_letters;
+pub use stats::{
+    stats_count_each_waiting_message_once_while_sequencing,
+    stats_report_backlog_cursor_retry_and_dead_letters,
+};
 pub use transactional::{
     failed_statement_in_handler_does_not_stall_partition,
     stop_then_restart_resumes_without_redelivery, transactional_handler_writes_commit_exactly_once,

@@ -218,3 +218,57 @@ pub async fn stats_report_backlog_cursor_retry_and_dead_letters(db: TestDb) {
     .await;
     handle.stop().await;
 }
+
+/// While the sequencer numbers a backlog that no processor takes, every
+/// `stats()` read counts each message once: as unsequenced (`incoming`) or
+/// as sequenced and unprocessed, never as neither. A backlog that reads 0
+/// while messages wait would tell an operator, or a drain check, that
+/// everything was delivered.
+pub async fn stats_count_each_waiting_message_once_while_sequencing(db: TestDb) {
+    const TOTAL: u64 = 3_000;
+    let producer = db.producer("q", 4).await;
+    for chunk in 0..(TOTAL / 500) {
+        let txn = db.db.begin().await.unwrap();
+        let batch = (0..500).map(|i| {
+            (
+                PartitionKey::index(u32::try_from(i % 4).unwrap_or(0)),
+                Message::new("t", format!("{chunk}-{i}").into_bytes()),
+            )
+        });
+        producer
+            .outbox()
+            .enqueue_batch(&txn, "q", batch)
+            .await
+            .unwrap();
+        txn.commit().await.unwrap();
+    }
+    producer.stop().await;
+    // A sequencer of small passes and no processor: the queue is produce-only.
+    let sequencer = db
+        .builder()
+        .sequencer_batch(5)
+        .queue(Queue::produce_only("q", 4))
+        .start()
+        .await
+        .unwrap();
+    let admin = sequencer.outbox().admin();
+    let mut reads = 0;
+    loop {
+        let stats = admin.queue_stats("q").await.unwrap();
+        let q = stats.queue("q").expect("queue q");
+        reads += 1;
+        assert_eq!(
+            q.incoming + q.unprocessed,
+            TOTAL,
+            "read {reads}: {} unsequenced + {} sequenced",
+            q.incoming,
+            q.unprocessed
+        );
+        if q.incoming == 0 {
+            break;
+        }
+    }
+    sequencer.stop().await;
+    eprintln!("stats read {reads} times while the backlog was sequenced");
+    assert!(reads > 1, "the backlog was sequenced before the first read");
+}
