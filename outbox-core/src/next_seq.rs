@@ -11,37 +11,34 @@
 //! (The partition table's `next_seq` column is schema v1's counter; nothing
 //! writes it any more.)
 
-use sea_orm::sea_query::{Alias, CaseStatement, Expr, ExprTrait, Func, Query};
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, Func, Query};
 
 use crate::column::Column;
 use crate::table::Tables;
 
 /// `next_seq` of the partition row `partition` (a table name or alias in
-/// the surrounding query): two index probes on `(partition_id, seq)`.
+/// the surrounding query): one more than the highest `seq` above the
+/// cursor, or than the cursor when there is none. One index probe on
+/// `(partition_id, seq)`.
 pub(crate) fn next_seq(tables: &Tables, partition: &Alias) -> Expr {
     let m = Alias::new("next_m");
-    let highest = || {
-        Expr::SubQuery(
-            None,
-            Box::new(
-                Query::select()
-                    .expr(Func::max(Expr::col((m.clone(), Column::Seq))))
-                    .from_as(tables.message.clone(), m.clone())
-                    .and_where(
-                        Expr::col((m.clone(), Column::PartitionId))
-                            .equals((partition.clone(), Column::Id)),
-                    )
-                    .and_where(Expr::col((m.clone(), Column::Seq)).is_not_null())
-                    .to_owned()
-                    .into(),
-            ),
-        )
-    };
     let processed = || Expr::col((partition.clone(), Column::ProcessedSeq));
-    CaseStatement::new()
-        .case(highest().gt(processed()), highest().add(1))
-        .finally(processed().add(1))
-        .into()
+    let highest_beyond_cursor = Expr::SubQuery(
+        None,
+        Box::new(
+            Query::select()
+                .expr(Func::max(Expr::col((m.clone(), Column::Seq))))
+                .from_as(tables.message.clone(), m.clone())
+                .and_where(
+                    Expr::col((m.clone(), Column::PartitionId))
+                        .equals((partition.clone(), Column::Id)),
+                )
+                .and_where(Expr::col((m.clone(), Column::Seq)).gt(processed()))
+                .to_owned()
+                .into(),
+        ),
+    );
+    Expr::from(Func::coalesce([highest_beyond_cursor, processed()])).add(1)
 }
 
 /// Whether the partition row `partition` has sequenced messages beyond its
