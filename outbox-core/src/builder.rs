@@ -409,7 +409,6 @@ impl OutboxBuilder {
             queues,
             max_payload_bytes: self.max_payload_bytes,
             sequencer_wake: Notify::new(),
-            sequencer_contended: std::sync::atomic::AtomicBool::new(false),
             listening: std::sync::atomic::AtomicBool::new(false),
             partition_names,
             events: crate::event::EventHub::default(),

@@ -33,10 +33,6 @@ pub(crate) struct Shared {
     pub(crate) queues: HashMap<String, QueueRuntime>,
     pub(crate) max_payload_bytes: usize,
     pub(crate) sequencer_wake: Notify,
-    /// Set while the sequencer's last pass found every waiting partition
-    /// held by others (transactional processors, other sequencers): a
-    /// processor that releases its partition then wakes the sequencer.
-    pub(crate) sequencer_contended: std::sync::atomic::AtomicBool,
     /// Set once a listener relays other processes' notifications: the
     /// sequencer then needs no quick polls after activity.
     pub(crate) listening: std::sync::atomic::AtomicBool,
@@ -65,18 +61,6 @@ impl Shared {
     /// never closed, so the permit is only absent if it were.
     pub(crate) async fn processor_turn(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
         self.processor_permits.acquire().await.ok()
-    }
-
-    /// Called by a transactional processor after it committed or rolled
-    /// back, and so released its partition row: wakes the sequencer if its
-    /// last pass found every waiting partition held.
-    pub(crate) fn processor_released(&self) {
-        if self
-            .sequencer_contended
-            .load(std::sync::atomic::Ordering::Relaxed)
-        {
-            self.sequencer_wake.notify_one();
-        }
     }
 
     pub(crate) fn db_error(&self, err: sea_orm::DbErr) -> OutboxError {

@@ -229,7 +229,6 @@ impl PartitionWorker {
         };
         if let Some(delay) = state.backoff() {
             txn.rollback().await.map_err(|e| shared.db_error(e))?;
-            shared.processor_released();
             return Ok(Step::Backoff(delay));
         }
         let messages = if state.has_work() {
@@ -248,7 +247,6 @@ impl PartitionWorker {
         };
         if messages.is_empty() {
             txn.commit().await.map_err(|e| shared.db_error(e))?;
-            shared.processor_released();
             return Ok(Step::Idle);
         }
         let batch = self.batch(&state, messages);
@@ -309,7 +307,6 @@ impl PartitionWorker {
         }
         if settlement.split.is_some() {
             txn.rollback().await.map_err(|e| shared.db_error(e))?;
-            shared.processor_released();
             return Ok(self.narrow(&batch, &settlement));
         }
         let fence = Fence {
@@ -351,7 +348,6 @@ impl PartitionWorker {
                 .await);
         }
         self.unrecorded = 0;
-        shared.processor_released();
         if let Some(lease) = self.lease.as_mut() {
             lease.expires = ack_started + self.queue.lease;
         }

@@ -3,8 +3,8 @@
 //! transaction per pass.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use sea_orm::ConnectionTrait;
@@ -89,9 +89,9 @@ pub(crate) struct Sequencer {
     pub(crate) shutdown: Shutdown,
     /// Message ids at or below this are skipped by passes between sweeps
     /// (see `LATE_COMMIT_WINDOW`).
-    floor: AtomicI64,
+    floor: i64,
     /// When the last sweep (a pass from the lowest id) ran.
-    last_sweep: Mutex<Option<tokio::time::Instant>>,
+    last_sweep: Option<tokio::time::Instant>,
 }
 
 /// How far below the highest message id it numbered a pass still looks.
@@ -114,23 +114,18 @@ impl Sequencer {
             shared,
             config,
             shutdown,
-            floor: AtomicI64::new(0),
-            last_sweep: Mutex::new(None),
+            floor: 0,
+            last_sweep: None,
         }
     }
 
     /// The lowest id this pass reads above: 0 when a sweep is due.
-    fn pass_floor(&self) -> i64 {
+    fn pass_floor(&mut self) -> i64 {
         let now = tokio::time::Instant::now();
-        let Ok(mut last) = self.last_sweep.lock() else {
-            return 0;
-        };
-        match *last {
-            Some(at) if now.duration_since(at) < self.config.poll_interval => {
-                self.floor.load(Ordering::Relaxed)
-            }
+        match self.last_sweep {
+            Some(at) if now.duration_since(at) < self.config.poll_interval => self.floor,
             _ => {
-                *last = Some(now);
+                self.last_sweep = Some(now);
                 0
             }
         }
@@ -148,13 +143,7 @@ impl Sequencer {
         let mut quick = (!self.shared.listening.load(Ordering::Relaxed)).then(QuickPolls::start);
         while !self.shutdown.is_set() {
             let pass = self.run_once().await;
-            let all_held = matches!(pass, Ok(Pass::Contended));
-            // While passes keep losing races, a processor that releases its
-            // partition wakes the sequencer too.
-            self.shared
-                .sequencer_contended
-                .store(all_held, Ordering::Relaxed);
-            if !all_held {
+            if !matches!(pass, Ok(Pass::Contended)) {
                 contended = 0;
             }
             match pass {
@@ -169,8 +158,7 @@ impl Sequencer {
                 }
                 Ok(Pass::Contended) => {
                     // Another sequencer is numbering the same partitions: wait
-                    // longer each time, until a commit or a released
-                    // partition wakes us.
+                    // longer each time, until a commit wakes us.
                     errors = 0;
                     contended += 1;
                     let doublings = contended.saturating_sub(CONTENDED_PASSES_AT_FIRST_PAUSE);
@@ -230,7 +218,7 @@ impl Sequencer {
                 () = tokio::time::sleep(at.gap) => {}
                 () = self.shutdown.wait() => return Some(at),
             }
-            match unsequenced_waiting(&shared, self.floor.load(Ordering::Relaxed)).await {
+            match unsequenced_waiting(&shared, self.floor).await {
                 Ok(true) => return Some(at),
                 Ok(false) => at = at.after_empty_probe(),
                 Err(err) => {
@@ -259,7 +247,7 @@ impl Sequencer {
     /// One pass: read the oldest unsequenced messages and their partitions'
     /// next numbers, number the rows, commit, then wake the processors of
     /// the partitions filled.
-    pub(crate) async fn run_once(&self) -> Result<Pass, OutboxError> {
+    pub(crate) async fn run_once(&mut self) -> Result<Pass, OutboxError> {
         let span = tracing::debug_span!("outbox.sequence", count = tracing::field::Empty);
         async {
             let filled = self.sequence_batch().await?;
@@ -273,12 +261,12 @@ impl Sequencer {
         .await
     }
 
-    async fn sequence_batch(&self) -> Result<Pass, OutboxError> {
+    async fn sequence_batch(&mut self) -> Result<Pass, OutboxError> {
+        let floor = self.pass_floor();
         let shared = &self.shared;
         let t = &shared.tables;
         let limit = u64::from(self.config.sequencer_batch);
         let err = |e| shared.db_error(e);
-        let floor = self.pass_floor();
         let txn = shared.begin_bookkeeping().await?;
 
         if let Some(settings) = shared.dialect.sequencer_settings() {
@@ -385,8 +373,7 @@ impl Sequencer {
         }
         txn.commit().await.map_err(err)?;
         if let Some(highest) = moved.iter().map(|(id, ..)| *id).max() {
-            self.floor
-                .fetch_max(highest - LATE_COMMIT_WINDOW, Ordering::Relaxed);
+            self.floor = Ord::max(self.floor, highest - LATE_COMMIT_WINDOW);
         }
 
         // 5. Only now, after commit, wake the processors of filled partitions.
