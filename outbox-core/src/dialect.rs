@@ -93,7 +93,8 @@ pub trait Dialect: Send + Sync + Debug + 'static {
     /// `LIMIT`; with row estimates from before a backlog built up, the
     /// PostgreSQL planner would rather fetch every unsequenced message and
     /// sort them (60,000 rows, 50 ms, measured) than walk the index in id
-    /// order. `None` (the default) where no such setting is needed.
+    /// order. `None` (the default) where no such setting is needed. Sent in
+    /// one round trip with [`Dialect::relaxed_commit`], joined by `; `.
     fn sequencer_settings(&self) -> Option<&'static str> {
         None
     }
@@ -120,9 +121,10 @@ pub trait Dialect: Send + Sync + Debug + 'static {
 
     /// A statement that lets the current transaction commit without waiting
     /// for its log flush (PostgreSQL: `SET LOCAL synchronous_commit = off`),
-    /// used only for bookkeeping transactions whose loss in a crash means
-    /// redoing work, never losing a message; `None` where the backend has no
-    /// per-transaction setting.
+    /// used only for sequencer passes, whose loss in a crash means redoing
+    /// work, never losing a message; `None` where the backend has no
+    /// per-transaction setting. Sent in one round trip with
+    /// [`Dialect::sequencer_settings`], joined by `; `.
     fn relaxed_commit(&self) -> Option<&'static str>;
 
     /// Statements that make the server cut off any statement of a

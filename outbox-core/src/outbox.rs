@@ -76,16 +76,24 @@ impl Shared {
             .map_err(|e| self.db_error(e))
     }
 
-    /// Begins a bookkeeping transaction (sequencing only), whose loss in a
-    /// crash only means work is done again: where the dialect allows, it
-    /// commits without waiting for its log flush. Any later durable commit
-    /// flushes it anyway, and every acknowledgement of a message it
-    /// sequenced is such a commit. Lease takes and acknowledgements are
-    /// durable: fencing rests on them.
-    pub(crate) async fn begin_bookkeeping(&self) -> Result<DatabaseTransaction, OutboxError> {
+    /// Begins a sequencer pass's transaction, whose loss in a crash only
+    /// means work is done again: where the dialect allows, it commits
+    /// without waiting for its log flush. Any later durable commit flushes
+    /// it anyway, and every acknowledgement of a message it sequenced is
+    /// such a commit. Lease takes and acknowledgements are durable: fencing
+    /// rests on them. The dialect's settings for a pass go in the same round
+    /// trip (a pass at B = 1 is one message's).
+    pub(crate) async fn begin_sequencing(&self) -> Result<DatabaseTransaction, OutboxError> {
         let txn = self.begin_worker().await?;
-        if let Some(statement) = self.dialect.relaxed_commit() {
-            txn.execute_unprepared(statement)
+        let settings: Vec<&str> = [
+            self.dialect.relaxed_commit(),
+            self.dialect.sequencer_settings(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if !settings.is_empty() {
+            txn.execute_unprepared(&settings.join("; "))
                 .await
                 .map_err(|e| self.db_error(e))?;
         }

@@ -267,11 +267,7 @@ impl Sequencer {
         let t = &shared.tables;
         let limit = u64::from(self.config.sequencer_batch);
         let err = |e| shared.db_error(e);
-        let txn = shared.begin_bookkeeping().await?;
-
-        if let Some(settings) = shared.dialect.sequencer_settings() {
-            txn.execute_unprepared(settings).await.map_err(err)?;
-        }
+        let txn = shared.begin_sequencing().await?;
 
         // 1. The oldest unsequenced rows: committed rows only, so a row
         //    committed late is simply taken by a later pass.
